@@ -1,0 +1,99 @@
+"""The one place defaults live. Presets (``configs/*.yaml``) override them; flags override presets."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import RetargetError
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+AUDIO_CHOICES = ("auto", "target", "drive", "none")
+
+
+@dataclass
+class RetargetConfig:
+    generator: str = "warp"  # face generator (see retarget.generators)
+    intensity: float = 1.0  # gain on the driver's expression change; 0 keeps the target's neutral
+    drive_neutral: float | None = None  # seconds: the driver's neutral frame; None picks the calmest frame
+    target_neutral: float | None = None  # seconds: the target's neutral frame; None picks the calmest frame
+    audio: str = "auto"  # auto: the target video's audio, or the driver's for a still target
+    loop: bool = False  # a driver shorter than the target loops instead of resting on its neutral
+    pose: bool = True  # a still target follows the driver's head motion (rotation, translation, scale)
+    max_size: int = 1280  # longer side cap for still targets, pixels
+    smooth_expression: float = 0.2  # seconds: Savitzky-Golay window on expression trajectories (0 = off)
+    smooth_pose: float = 0.33  # seconds: window on head pose and target landmarks
+    gap_blend: float = 0.2  # seconds: blend in and out of frames where the target's face is lost
+    drive_release: float = 0.3  # seconds: time constant of the ease back to neutral when the driver's face is lost
+    crf: int = 18  # H.264 quality (lower = better, bigger)
+    x264_preset: str = "veryfast"  # x264 speed preset
+    warp: dict[str, Any] = field(default_factory=dict)  # overrides of generators.warp.WarpSettings
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _field_names() -> set[str]:
+    return {f.name for f in dataclasses.fields(RetargetConfig)}
+
+
+def preset_path(name: str | Path) -> Path:
+    """A preset by name (``configs/NAME.yaml``) or by path."""
+    p = Path(name)
+    if p.suffix in (".yaml", ".yml"):
+        if not p.is_file():
+            raise RetargetError(f"preset file not found: {p}")
+        return p
+    candidate = CONFIG_DIR / f"{name}.yaml"
+    if not candidate.is_file():
+        known = ", ".join(sorted(x.stem for x in CONFIG_DIR.glob("*.yaml"))) or "none"
+        raise RetargetError(f"unknown preset {name!r} (available: {known})")
+    return candidate
+
+
+def load_preset(name: str | Path) -> dict[str, Any]:
+    import yaml
+
+    path = preset_path(name)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise RetargetError(f"preset {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise RetargetError(f"preset {path} must be a mapping of option: value")
+    return data
+
+
+def resolve(preset: str | Path | None = None, **overrides: Any) -> RetargetConfig:
+    """Defaults, then the preset, then ``overrides`` (None values are ignored)."""
+    values: dict[str, Any] = {}
+    if preset is not None:
+        values.update(load_preset(preset))
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    unknown = set(values) - _field_names()
+    if unknown:
+        raise RetargetError(f"unknown option(s): {', '.join(sorted(unknown))}")
+    config = RetargetConfig(**values)
+    validate(config)
+    return config
+
+
+def validate(c: RetargetConfig) -> None:
+    if c.audio not in AUDIO_CHOICES:
+        raise RetargetError(f"audio must be one of {', '.join(AUDIO_CHOICES)}, not {c.audio!r}")
+    if not 0 <= c.intensity <= 3:
+        raise RetargetError(f"intensity must be between 0 and 3, not {c.intensity}")
+    if not 0 <= c.crf <= 51:
+        raise RetargetError(f"crf must be between 0 and 51, not {c.crf}")
+    if c.max_size < 16:
+        raise RetargetError(f"max_size must be at least 16 pixels, not {c.max_size}")
+    for name in ("smooth_expression", "smooth_pose", "gap_blend", "drive_release"):
+        if getattr(c, name) < 0:
+            raise RetargetError(f"{name} must not be negative")
+    from .generators.warp import WarpSettings
+
+    bad = set(c.warp) - {f.name for f in dataclasses.fields(WarpSettings)}
+    if bad:
+        raise RetargetError(f"unknown warp setting(s): {', '.join(sorted(bad))}")

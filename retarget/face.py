@@ -1,0 +1,187 @@
+"""Track and align: the face mesh bundled with mediapipe, and a rigid head pose per frame.
+
+Mediapipe's face mesh detects a face, then tracks it from the previous frame's landmarks and re-detects when the
+track is lost. Head pose is a similarity (rotation, translation, scale) fitted on expression-stable landmarks
+(``landmarks.RIGID``) against the person's own median face shape, so that expressions can be compared in a
+pose-normalised frame.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import landmarks as lm
+from .types import N_LANDMARKS, Frame, HeadPose, Track
+
+
+@dataclass(frozen=True)
+class TrackerSettings:
+    min_detection_confidence: float = 0.5
+    min_tracking_confidence: float = 0.5
+    max_faces: int = 4  # considered on stills, where the largest is chosen
+
+
+class FaceTracker:
+    """Face mesh on a stream of frames (``still=False``) or on independent images (``still=True``).
+
+    Videos track one face (mediapipe keeps following the face it detected first, re-detecting when lost);
+    stills look at up to ``max_faces`` faces and keep the largest.
+    """
+
+    def __init__(self, still: bool = False, settings: TrackerSettings | None = None) -> None:
+        import mediapipe as mp  # heavy: imported only when tracking
+
+        s = settings or TrackerSettings()
+        self._mesh = mp.solutions.face_mesh.FaceMesh(
+            static_image_mode=still,
+            max_num_faces=s.max_faces if still else 1,
+            refine_landmarks=True,  # the 10 iris points, for gaze
+            min_detection_confidence=s.min_detection_confidence,
+            min_tracking_confidence=s.min_tracking_confidence,
+        )
+
+    def __call__(self, image: np.ndarray) -> np.ndarray | None:
+        """Landmarks (478, 3) float32 in pixels of ``image`` (H, W, 3) uint8 RGB, or None when no face."""
+        h, w = image.shape[:2]
+        result = self._mesh.process(image)
+        if not result.multi_face_landmarks:
+            return None
+        faces = [_to_pixels(face.landmark, w, h) for face in result.multi_face_landmarks]
+        return max(faces, key=_face_area)
+
+    def close(self) -> None:
+        self._mesh.close()
+
+    def __enter__(self) -> FaceTracker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _to_pixels(points: Iterable, width: int, height: int) -> np.ndarray:
+    arr = np.array([(p.x * width, p.y * height, p.z * width) for p in points], dtype=np.float32)
+    if arr.shape[0] != N_LANDMARKS:
+        raise RuntimeError(f"face mesh returned {arr.shape[0]} landmarks, expected {N_LANDMARKS}")
+    return arr
+
+
+def _face_area(points: np.ndarray) -> float:
+    span = points[:, :2].max(0) - points[:, :2].min(0)
+    return float(span[0] * span[1])
+
+
+def track_frames(frames: Iterable[Frame], width: int, height: int, still: bool = False,
+                 on_frame=None) -> Track:
+    """Track the face through ``frames``; keeps only landmarks, never the frames themselves."""
+    times, points, found = [], [], []
+    with FaceTracker(still=still) as tracker:
+        for frame in frames:
+            face = tracker(frame.image)
+            times.append(frame.time)
+            found.append(face is not None)
+            points.append(face if face is not None else np.full((N_LANDMARKS, 3), np.nan, np.float32))
+            if on_frame is not None:
+                on_frame()
+    if not times:
+        return Track(np.zeros(0), np.zeros((0, N_LANDMARKS, 3), np.float32), np.zeros(0, bool), width, height)
+    return Track(np.asarray(times, np.float64), np.stack(points), np.asarray(found), width, height)
+
+
+def similarity_fit(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """Least-squares similarity (Umeyama) with ``dst ≈ s * R @ src + t``.
+
+    Args:
+        src, dst: (N, D) corresponding points.
+    Returns:
+        ``(s, R, t)``: scale, (D, D) proper rotation, (D,) translation.
+    """
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    a, b = src - mu_s, dst - mu_d
+    cov = b.T @ a / len(src)
+    u, sig, vt = np.linalg.svd(cov)
+    fix = np.eye(src.shape[1])
+    fix[-1, -1] = np.sign(np.linalg.det(u @ vt)) or 1.0
+    rot = u @ fix @ vt
+    var = (a ** 2).sum() / len(src)
+    scale = float((sig * np.diag(fix)).sum() / var) if var > 0 else 1.0
+    return scale, rot, mu_d - scale * rot @ mu_s
+
+
+def reference_shape(track: Track, iterations: int = 3) -> np.ndarray:
+    """The person's median face (478, 3), centred on the rigid set, unit RMS radius, axes upright.
+
+    Axes of the normalised frame: x along the eye line towards the subject's left (image right for a
+    frontal face), y downwards (as in images), z away from the camera.
+    """
+    pts = track.landmarks[track.found].astype(np.float64)
+    if len(pts) == 0:
+        raise ValueError("no frame with a face")
+    ref = pts[0]
+    for _ in range(iterations):
+        aligned = [_align_to(p, ref) for p in pts[:: max(1, len(pts) // 300)]]
+        ref = np.median(np.stack(aligned), axis=0)
+    return _upright(ref)
+
+
+def _align_to(points: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    s, r, t = similarity_fit(points[lm.RIGID], ref[lm.RIGID])
+    return s * points @ r.T + t
+
+
+def _upright(shape: np.ndarray) -> np.ndarray:
+    rigid = shape[lm.RIGID]
+    centred = shape - rigid.mean(0)
+    radius = np.sqrt(((rigid - rigid.mean(0)) ** 2).sum(1).mean())
+    x = centred[lm.LEFT_EYE_CORNERS[0]] - centred[lm.RIGHT_EYE_CORNERS[0]]
+    x /= np.linalg.norm(x)
+    down = centred[lm.SUBNASALE] - centred[10]
+    y = down - x * (down @ x)
+    y /= np.linalg.norm(y)
+    z = np.cross(x, y)
+    basis = np.stack([x, y, z])  # rows: new axes in old coordinates
+    return (centred @ basis.T / radius).astype(np.float64)
+
+
+def estimate_pose(track: Track, reference: np.ndarray) -> tuple[HeadPose, np.ndarray]:
+    """Per-frame head pose and pose-normalised landmarks.
+
+    Args:
+        track: the tracked face, T frames.
+        reference: (478, 3) from ``reference_shape``.
+    Returns:
+        ``(pose, normalised)`` with normalised (T, 478, 3) float32 in the reference's frame; frames without a
+        face get the identity-free pose of the nearest found frame and NaN landmarks.
+    """
+    n = len(track)
+    rot = np.tile(np.eye(3), (n, 1, 1))
+    trans = np.zeros((n, 3))
+    scale = np.ones(n)
+    normalised = np.full((n, reference.shape[0], 3), np.nan, np.float32)
+    for t in np.flatnonzero(track.found):
+        p = track.landmarks[t].astype(np.float64)
+        s, r, tr = similarity_fit(reference[lm.RIGID], p[lm.RIGID])
+        rot[t], trans[t], scale[t] = r, tr, s
+        normalised[t] = ((p - tr) @ r / s).astype(np.float32)
+    _fill_lost_poses(track.found, rot, trans, scale)
+    return HeadPose(rot, trans, scale), normalised
+
+
+def _fill_lost_poses(found: np.ndarray, rot: np.ndarray, trans: np.ndarray, scale: np.ndarray) -> None:
+    good = np.flatnonzero(found)
+    if len(good) == 0:
+        return
+    for t in np.flatnonzero(~found):
+        g = good[np.argmin(np.abs(good - t))]
+        rot[t], trans[t], scale[t] = rot[g], trans[g], scale[g]
+
+
+def rotation_to_euler(r: np.ndarray) -> np.ndarray:
+    """(3, 3) rotation -> (pitch, yaw, roll) in radians (x, y, z axes of the normalised frame)."""
+    yaw = np.arcsin(np.clip(-r[2, 0], -1.0, 1.0))
+    pitch = np.arctan2(r[2, 1], r[2, 2])
+    roll = np.arctan2(r[1, 0], r[0, 0])
+    return np.array([pitch, yaw, roll])

@@ -1,0 +1,233 @@
+"""The training-free generator: a piecewise-affine warp of the face mesh plus a synthesised mouth interior.
+
+1. The face is triangulated once per target (Delaunay on its neutral shape, iris centres included), so the same
+   triangles exist in every frame. Triangles span the eye and mouth openings: an eye whose lids meet collapses
+   its triangles to nothing, so the eye closes fully, and an iris centre that moves carries the eye's texture
+   with it (gaze).
+2. Per frame the backward map (for each output pixel, where to read the input) is rasterised on a low-resolution
+   grid: inside the mesh it is each destination triangle's affine map back to its source triangle; outside it is
+   the mesh border's displacement, extended by normalised convolution and faded out with distance, so hair,
+   neck and background do not tear. The grid is upsampled and applied with ``cv2.remap``.
+3. When the mouth opens wider than in the target frame, the lips alone would be stretched over the gap. The
+   driver's mouth interior (teeth, tongue, shadow) is mapped into the destination inner-lip outline by an
+   affine fit on the inner-lip points, colour-matched by the ratio of the two faces' mean colours, and blended
+   in with a feathered mask whose strength grows with the extra opening (the approach of "Bringing Portraits
+   to Life", Averbuch-Elor et al. 2017).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from scipy.spatial import Delaunay
+
+from .. import landmarks as lm
+from .base import FaceEdit, GeneratedFace
+
+MESH_VERTICES = np.concatenate([np.arange(468), [lm.RIGHT_IRIS_CENTRE, lm.LEFT_IRIS_CENTRE]])
+
+
+@dataclass(frozen=True)
+class WarpSettings:
+    grid: int = 192  # long side of the deformation grid, in cells
+    margin: float = 0.6  # crop margin around the face, in face sizes
+    falloff: float = 0.25  # reach of the deformation outside the face mesh, in face sizes
+    mouth_interior: bool = True
+    feather: float = 0.06  # width of the paste-back feather at the crop border, in crop sizes
+
+
+class WarpGenerator:
+    name = "warp"
+
+    def __init__(self, settings: WarpSettings | None = None) -> None:
+        self.settings = settings or WarpSettings()
+        self.triangles: np.ndarray | None = None  # (K, 3) landmark indices
+
+    def prepare(self, target_neutral: np.ndarray) -> None:
+        self.triangles = triangulate(target_neutral)
+
+    def generate(self, edit: FaceEdit) -> GeneratedFace:
+        if self.triangles is None:
+            self.prepare(edit.source)
+        s = self.settings
+        face = face_size(edit.source)
+        box = crop_box(edit.source, edit.destination, s.margin * face, edit.image.shape)
+        x0, y0, x1, y1 = box
+        crop = edit.image[y0:y1, x0:x1]
+        offset = np.array([x0, y0], np.float32)
+        src, dst = edit.source[:, :2] - offset, edit.destination[:, :2] - offset
+        map_x, map_y = backward_map(src, dst, edit.destination[:, 2], self.triangles, crop.shape[:2],
+                                    s.grid, s.falloff * face)
+        out = cv2.remap(crop, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        if s.mouth_interior and edit.drive_image is not None and edit.drive_landmarks is not None:
+            out = fill_mouth(out, crop, src, dst, edit.drive_image, edit.drive_landmarks[:, :2])
+        return GeneratedFace(box, out, border_feather(crop.shape[:2], s.feather))
+
+
+def triangulate(shape: np.ndarray) -> np.ndarray:
+    """(K, 3) landmark indices of a Delaunay triangulation of ``shape`` (478, >=2) in the image plane."""
+    tri = Delaunay(shape[MESH_VERTICES, :2].astype(np.float64))
+    return MESH_VERTICES[tri.simplices].astype(np.int32)
+
+
+def face_size(points: np.ndarray) -> float:
+    """Longer side of the face oval's bounding box, pixels."""
+    oval = points[lm.FACE_OVAL, :2]
+    return float((oval.max(0) - oval.min(0)).max())
+
+
+def crop_box(src: np.ndarray, dst: np.ndarray, margin: float, shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+    both = np.concatenate([src[:, :2], dst[:, :2]])
+    lo = np.floor(both.min(0) - margin).astype(int)
+    hi = np.ceil(both.max(0) + margin).astype(int)
+    h, w = shape[:2]
+    return max(0, lo[0]), max(0, lo[1]), min(w, hi[0]), min(h, hi[1])
+
+
+def backward_map(src: np.ndarray, dst: np.ndarray, depth: np.ndarray, triangles: np.ndarray,
+                 size: tuple[int, int], grid: int, falloff: float) -> tuple[np.ndarray, np.ndarray]:
+    """Full-resolution remap tables for a crop of ``size`` (h, w).
+
+    Args:
+        src, dst: (478, 2) landmark positions in crop pixels before and after the edit.
+        depth: (478,) destination z (smaller = nearer); nearer triangles win where the mesh folds.
+        triangles: (K, 3) indices.
+        grid: cells along the crop's longer side for the low-resolution field.
+        falloff: pixels over which the deformation fades outside the mesh.
+    Returns:
+        ``(map_x, map_y)``, each (h, w) float32: output pixel (y, x) reads input (map_y, map_x).
+    """
+    h, w = size
+    gw, gh = _grid_shape(w, h, grid)
+    sx, sy = gw / w, gh / h
+    scale = np.array([sx, sy], np.float32)
+    tri_id = _rasterise((dst + 0.5) * scale - 0.5, depth, triangles, (gh, gw))
+    gx, gy = np.meshgrid((np.arange(gw) + 0.5) / sx - 0.5, (np.arange(gh) + 0.5) / sy - 0.5)
+    disp = np.zeros((gh, gw, 2), np.float32)
+    inside = tri_id >= 0
+    affine = _triangle_affines(dst, src, triangles)  # (K, 3, 2): [x, y, 1] @ A -> source
+    pts = np.stack([gx[inside], gy[inside], np.ones(inside.sum())], 1)
+    mapped = np.einsum("nk,nkj->nj", pts, affine[tri_id[inside]])
+    disp[inside] = mapped - pts[:, :2]
+    disp = _extend_outside(disp, inside, falloff * float(min(sx, sy)))
+    full = cv2.resize(disp, (w, h), interpolation=cv2.INTER_LINEAR)
+    map_x = full[..., 0] + np.arange(w, dtype=np.float32)[None, :]
+    map_y = full[..., 1] + np.arange(h, dtype=np.float32)[:, None]
+    return map_x, map_y
+
+
+def _grid_shape(w: int, h: int, grid: int) -> tuple[int, int]:
+    f = min(1.0, grid / max(w, h))
+    return max(2, int(round(w * f))), max(2, int(round(h * f)))
+
+
+def _rasterise(points: np.ndarray, depth: np.ndarray, triangles: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """(gh, gw) int32 index of the triangle covering each cell centre, -1 outside; far triangles drawn first."""
+    ids = np.full(shape, -1, np.int32)
+    order = np.argsort(-depth[triangles].mean(1))
+    corners = np.round(points * 16).astype(np.int32)[triangles[order]]  # (K, 3, 2), 4 fractional bits
+    fill = cv2.fillConvexPoly
+    for k, tri in zip(order.tolist(), corners):
+        fill(ids, tri, k, cv2.LINE_8, 4)
+    return ids
+
+
+def _triangle_affines(frm: np.ndarray, to: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    """(K, 3, 2) affine maps with ``[x, y, 1] @ A`` taking each ``frm`` triangle onto its ``to`` triangle.
+
+    Collapsed triangles (a closed eye) cover no cell, so their near-singular maps are never used; their
+    determinant is only kept away from zero to avoid dividing by it.
+    """
+    a = np.concatenate([frm[triangles], np.ones((len(triangles), 3, 1), np.float32)], 2).astype(np.float64)
+    det = np.linalg.det(a)
+    a[np.abs(det) < 1e-6, 0, 0] += 1e-3
+    return (np.linalg.inv(a) @ to[triangles].astype(np.float64)).astype(np.float32)
+
+
+def _extend_outside(disp: np.ndarray, inside: np.ndarray, falloff: float) -> np.ndarray:
+    """Continue the mesh's displacement outside it, fading to zero over ``falloff`` cells.
+
+    The continuation is smooth by construction, so it is computed on a 4x coarser grid and upsampled.
+    """
+    if not inside.any():
+        return disp
+    gh, gw = inside.shape
+    small = (max(2, gw // 4), max(2, gh // 4))
+    mask = cv2.resize(inside.astype(np.float32), small, interpolation=cv2.INTER_AREA)
+    num = cv2.resize(disp * inside[..., None], small, interpolation=cv2.INTER_AREA)
+    sigma = max(1.0, 0.125 * falloff)
+    num = cv2.GaussianBlur(num, (0, 0), sigma)
+    den = cv2.GaussianBlur(mask, (0, 0), sigma)
+    near = cv2.resize(num / np.maximum(den, 1e-3)[..., None], (gw, gh), interpolation=cv2.INTER_LINEAR)
+    den = cv2.resize(den, (gw, gh), interpolation=cv2.INTER_LINEAR)
+    dist = cv2.distanceTransform((~inside).astype(np.uint8), cv2.DIST_L2, 3)
+    fade = np.exp(-((dist / max(falloff, 1e-3)) ** 2)) * np.minimum(1.0, den / 1e-2)
+    out = near * fade[..., None]
+    out[inside] = disp[inside]
+    return out
+
+
+def border_feather(size: tuple[int, int], width: float) -> np.ndarray:
+    """(h, w) float32 alpha: 1 inside, ramping to 0 over ``width`` of the crop's smaller side at its border."""
+    h, w = size
+    n = max(1.0, width * min(h, w))
+    ramp_x = np.clip(np.minimum(np.arange(w) + 0.5, w - np.arange(w) - 0.5) / n, 0, 1)
+    ramp_y = np.clip(np.minimum(np.arange(h) + 0.5, h - np.arange(h) - 0.5) / n, 0, 1)
+    return np.outer(ramp_y, ramp_x).astype(np.float32)
+
+
+def polygon_area(points: np.ndarray) -> float:
+    x, y = points[:, 0], points[:, 1]
+    return 0.5 * float(abs(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))))
+
+
+def fill_mouth(warped: np.ndarray, crop: np.ndarray, src: np.ndarray, dst: np.ndarray,
+               drive_image: np.ndarray, drive_points: np.ndarray) -> np.ndarray:
+    """Blend the driver's colour-matched mouth interior into the destination inner-lip outline.
+
+    Args:
+        warped: (h, w, 3) uint8 warped crop; crop: the crop before warping.
+        src, dst: (478, 2) landmarks in crop pixels before and after the edit.
+        drive_image: (H, W, 3) uint8 driver frame; drive_points: (478, 2) its landmarks in pixels.
+    """
+    loop = lm.INNER_LIP_LOOP
+    area_dst, area_src = polygon_area(dst[loop]), polygon_area(src[loop])
+    area_drv = polygon_area(drive_points[loop])
+    extra = (area_dst - 1.1 * area_src) / max(area_dst, 1e-6)
+    strength = float(np.clip(extra / 0.3, 0.0, 1.0))
+    if strength <= 0 or area_drv < 4.0:
+        return warped
+    x0, y0 = np.floor(dst[loop].min(0)).astype(int) - 3
+    x1, y1 = np.ceil(dst[loop].max(0)).astype(int) + 4
+    h, w = warped.shape[:2]
+    x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
+    if x1 - x0 < 3 or y1 - y0 < 3:
+        return warped
+    # affine from the destination outline (in this sub-box) to the driver's outline
+    frm = np.concatenate([dst[loop] - [x0, y0], np.ones((len(loop), 1))], 1)
+    affine = np.linalg.lstsq(frm, drive_points[loop], rcond=None)[0].T  # (2, 3)
+    interior = cv2.warpAffine(drive_image, affine.astype(np.float64), (x1 - x0, y1 - y0),
+                              flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
+    interior = _match_colour(interior, drive_image, drive_points, crop, src)
+    mask = np.zeros((y1 - y0, x1 - x0), np.float32)
+    cv2.fillPoly(mask, [np.round((dst[loop] - [x0, y0]) * 16).astype(np.int32)], 1.0, cv2.LINE_AA, shift=4)
+    mask = cv2.GaussianBlur(mask, (0, 0), 1.0) * strength
+    out = warped.copy()
+    region = out[y0:y1, x0:x1].astype(np.float32)
+    out[y0:y1, x0:x1] = np.clip(region + (interior - region) * mask[..., None], 0, 255).astype(np.uint8)
+    return out
+
+
+def _face_mean(image: np.ndarray, points: np.ndarray) -> np.ndarray:
+    mask = np.zeros(image.shape[:2], np.uint8)
+    cv2.fillPoly(mask, [np.round(points[lm.FACE_OVAL]).astype(np.int32)], 1)
+    return np.array(cv2.mean(image, mask)[:3], np.float32) + 1.0
+
+
+def _match_colour(interior: np.ndarray, drive_image: np.ndarray, drive_points: np.ndarray,
+                  crop: np.ndarray, src: np.ndarray) -> np.ndarray:
+    """Scale the driver pixels by the per-channel ratio of the target's and the driver's mean face colour."""
+    gain = np.clip(_face_mean(crop, src) / _face_mean(drive_image, drive_points), 0.4, 2.5)
+    return interior.astype(np.float32) * gain

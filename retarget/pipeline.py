@@ -1,0 +1,328 @@
+"""The main job, as numbered steps: check, track, analyse, plan, render, report.
+
+Frames stream twice through the target (once to track, once to render) and never sit in memory together; only
+landmarks (478 x 3 floats a frame) are kept for the whole clip, which is what zero-phase smoothing needs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from .analysis import ClipAnalysis, analyse_clip
+from .compose import paste
+from .config import RetargetConfig
+from .errors import RetargetError
+from .face import track_frames
+from .generators import FaceEdit, Generator, make_generator
+from .plan import RenderPlan, build_plan
+from .progress import Progress
+from .types import AU_NAMES, Frame, MediaInfo, RetargetResult, StageTimes, Track
+from .video import VideoWriter, probe, read_frames, read_still
+
+OUTPUT_SUFFIXES = (".mp4", ".mov", ".m4v")
+
+
+@dataclass
+class Inputs:
+    drive: MediaInfo
+    target: MediaInfo
+    output: Path
+    preview: Path | None
+
+
+def run(drive: Path, target: Path, output: Path, config: RetargetConfig, preview: Path | None = None,
+        show_progress: bool = True) -> RetargetResult:
+    timings = StageTimes()
+    progress = Progress(enabled=show_progress)
+    # 1. check inputs before any work
+    inputs = check_inputs(drive, target, output, preview)
+    # 2. track both faces (two threads: mediapipe runs outside the GIL)
+    with _timed(timings, "track"):
+        drive_track, target_track = track_inputs(inputs, config, progress)
+    # 3. analyse: smoothed landmarks, head pose, expression relative to each face's neutral
+    with _timed(timings, "analyse"):
+        drive_clip = _analyse(drive_track, inputs.drive, config.drive_neutral, config, "driver")
+        target_clip = _analyse(target_track, inputs.target, config.target_neutral, config, "target")
+    # 4. plan every output frame: transfer, smoothing, timing
+    with _timed(timings, "plan"):
+        plan = build_plan(drive_clip, target_clip, inputs.target.is_still, config)
+        generator = make_generator(config.generator, **config.warp)
+        generator.prepare(target_clip.expression.neutral)
+    # 5. render: decode, generate, paste back, encode with the audio
+    written = render(inputs, plan, generator, config, progress, timings)
+    # 6. report: the resolved configuration and the AU trajectories used, next to the output
+    sidecar = write_report(inputs, config, plan, drive_clip, target_clip, timings)
+    return RetargetResult(
+        output=inputs.output, frames_written=written,
+        drive_frames_without_face=int((~drive_track.found).sum()),
+        target_frames_without_face=int((~target_track.found).sum()),
+        drive_neutral_time=drive_clip.neutral_time, target_neutral_time=target_clip.neutral_time,
+        timings=dict(timings.seconds), config_path=sidecar,
+    )
+
+
+@contextmanager
+def _timed(timings: StageTimes, stage: str) -> Iterator[None]:
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings.add(stage, time.perf_counter() - start)
+
+
+def check_inputs(drive: Path, target: Path, output: Path, preview: Path | None) -> Inputs:
+    drive_info, target_info = probe(drive), probe(target)
+    if drive_info.is_still:
+        raise RetargetError(f"the driver must be a video, and {drive} is a still image")
+    output = Path(output)
+    if output.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise RetargetError(f"output must end in {', '.join(OUTPUT_SUFFIXES)}: {output}")
+    for out in [output] + ([Path(preview)] if preview else []):
+        for given in (drive, target):
+            if out.resolve() == Path(given).resolve() or (out.exists() and os.path.samefile(out, given)):
+                raise RetargetError(f"output {out} would overwrite the input {given}")
+    if preview is not None and Path(preview).resolve() == output.resolve():
+        raise RetargetError("the preview and the output must be different files")
+    return Inputs(drive_info, target_info, output, Path(preview) if preview else None)
+
+
+def _target_frames(info: MediaInfo, config: RetargetConfig) -> Iterator[Frame]:
+    if info.is_still:
+        yield Frame(0, 0.0, read_still(info.path, config.max_size))
+    else:
+        yield from read_frames(info.path)
+
+
+def _frame_size(info: MediaInfo, config: RetargetConfig) -> tuple[int, int]:
+    if not info.is_still:
+        return info.width, info.height
+    scale = min(1.0, config.max_size / max(info.width, info.height))
+    return max(1, round(info.width * scale)), max(1, round(info.height * scale))
+
+
+def track_inputs(inputs: Inputs, config: RetargetConfig, progress: Progress) -> tuple[Track, Track]:
+    total = inputs.drive.frame_count + (1 if inputs.target.is_still else inputs.target.frame_count)
+    bar = progress.bar("tracking faces", total)
+    result: dict[str, Track] = {}
+    failure: list[BaseException] = []
+
+    def track_drive() -> None:
+        try:
+            d = inputs.drive
+            result["drive"] = track_frames(read_frames(d.path), d.width, d.height, on_frame=bar.update)
+        except BaseException as exc:  # re-raised in the caller's thread
+            failure.append(exc)
+
+    worker = threading.Thread(target=track_drive, name="track-driver", daemon=True)
+    worker.start()
+    try:
+        w, h = _frame_size(inputs.target, config)
+        target_track = track_frames(_target_frames(inputs.target, config), w, h,
+                                    still=inputs.target.is_still, on_frame=bar.update)
+    finally:
+        worker.join()
+        bar.close()
+    if failure:
+        raise failure[0]
+    return result["drive"], target_track
+
+
+def _analyse(track: Track, info: MediaInfo, neutral: float | None, config: RetargetConfig,
+             role: str) -> ClipAnalysis:
+    if len(track) == 0:
+        raise RetargetError(f"{info.path} has no decodable video frames")
+    if not track.found.any():
+        raise RetargetError(f"no face found in the {role} {info.path}")
+    if neutral is not None and not info.is_still and not 0 <= neutral <= track.times[-1] + 1e-6:
+        raise RetargetError(f"--{'drive' if role == 'driver' else 'target'}-neutral {neutral} s is outside "
+                            f"the {role}'s 0-{track.times[-1]:.2f} s")
+    fps = float(info.fps) if info.fps else 25.0
+    return analyse_clip(track, fps, neutral, config.smooth_expression, config.smooth_pose)
+
+
+def _audio_source(inputs: Inputs, config: RetargetConfig) -> Path | None:
+    choice = config.audio
+    if choice == "auto":
+        choice = "drive" if inputs.target.is_still else "target"
+    if choice == "none":
+        return None
+    info = inputs.drive if choice == "drive" else inputs.target
+    return info.path if info.audio_codec else None
+
+
+class DriveCursor:
+    """Streams the driver's frames forward to whichever frame index is asked for (reopens to go back)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._frames: Iterator[Frame] | None = None
+        self._current: Frame | None = None
+
+    def get(self, index: int) -> Frame | None:
+        if self._current is None or index < self._current.index:
+            self.close()
+            self._frames = read_frames(self.path)
+            self._current = next(self._frames, None)
+        while self._current is not None and self._current.index < index:
+            nxt = next(self._frames, None)
+            if nxt is None:
+                break
+            self._current = nxt
+        return self._current
+
+    def close(self) -> None:
+        if self._frames is not None:
+            self._frames.close()  # type: ignore[attr-defined]
+            self._frames = None
+
+
+def render(inputs: Inputs, plan: RenderPlan, generator: Generator, config: RetargetConfig,
+           progress: Progress, timings: StageTimes) -> int:
+    w, h = _frame_size(inputs.target, config)
+    still = inputs.target.is_still
+    fps = inputs.drive.fps if still else inputs.target.fps
+    time_base = inputs.drive.time_base if still else inputs.target.time_base
+    cursor = DriveCursor(inputs.drive.path)
+    bar = progress.bar("rendering", len(plan))
+    writer = VideoWriter(inputs.output, w, h, fps, time_base=time_base, audio_from=_audio_source(inputs, config),
+                         crf=config.crf, preset=config.x264_preset)
+    preview = None
+    try:
+        if inputs.preview is not None:
+            preview = PreviewWriter(inputs.preview, h, fps, time_base)
+        frames = _still_repeated(inputs, config, len(plan)) if still else read_frames(inputs.target.path)
+        for t, frame in zip(range(len(plan)), _timed_iter(frames, timings, "decode")):
+            drive_frame = cursor.get(int(plan.drive_index[t]))
+            with _timed(timings, "generate"):
+                out = _render_frame(frame.image, t, plan, generator, drive_frame)
+            with _timed(timings, "encode"):
+                writer.write(out, float(plan.times[t]))
+                if preview is not None:
+                    preview.write(drive_frame, frame.image, out, float(plan.times[t]))
+            bar.update()
+        with _timed(timings, "encode"):
+            count = writer.close()
+            if preview is not None:
+                preview.close()
+    except BaseException:
+        writer.abort()
+        if preview is not None:
+            preview.abort()
+        raise
+    finally:
+        cursor.close()
+        bar.close()
+    return count
+
+
+def _timed_iter(frames: Iterator[Frame], timings: StageTimes, stage: str) -> Iterator[Frame]:
+    while True:
+        start = time.perf_counter()
+        frame = next(frames, None)
+        timings.add(stage, time.perf_counter() - start)
+        if frame is None:
+            return
+        yield frame
+
+
+def _still_repeated(inputs: Inputs, config: RetargetConfig, count: int) -> Iterator[Frame]:
+    image = read_still(inputs.target.path, config.max_size)
+    image.setflags(write=False)
+    for i in range(count):
+        yield Frame(i, 0.0, image)
+
+
+def _render_frame(image: np.ndarray, t: int, plan: RenderPlan, generator: Generator,
+                  drive_frame: Frame | None) -> np.ndarray:
+    weight = float(plan.weight[t])
+    source = plan.source[t]
+    if weight <= 0 or not np.isfinite(source).all():
+        return image
+    destination = source + weight * (plan.destination[t] - source)
+    drive_points = None
+    if drive_frame is not None:
+        drive_points = _drive_landmarks(plan, drive_frame.index)
+    edit = FaceEdit(image=image, source=source, destination=destination.astype(np.float32),
+                    relative_aus=(plan.relative_aus[t] * weight).astype(np.float32),
+                    drive_image=drive_frame.image if drive_points is not None else None,
+                    drive_landmarks=drive_points)
+    return paste(image, generator.generate(edit))
+
+
+def _drive_landmarks(plan: RenderPlan, index: int) -> np.ndarray | None:
+    points = plan.drive_landmarks[min(index, len(plan.drive_landmarks) - 1)]
+    if not np.isfinite(points).all():
+        return None
+    return points
+
+
+class PreviewWriter:
+    """Side-by-side video: driver | target | result, each scaled to ``height`` pixels."""
+
+    def __init__(self, path: Path, height: int, fps: Fraction, time_base: Fraction, panel: int = 360) -> None:
+        self.height = min(panel, height) // 2 * 2
+        self.path = path
+        self._writer: VideoWriter | None = None
+        self._fps, self._time_base = fps, time_base
+
+    def write(self, drive: Frame | None, target: np.ndarray, result: np.ndarray, when: float) -> None:
+        panels = [self._fit(drive.image if drive is not None else np.zeros_like(target)),
+                  self._fit(target), self._fit(result)]
+        row = np.concatenate(panels, axis=1)
+        if self._writer is None:
+            self._writer = VideoWriter(self.path, row.shape[1], row.shape[0], self._fps, time_base=self._time_base)
+        self._writer.write(row, when)
+
+    def _fit(self, image: np.ndarray) -> np.ndarray:
+        import cv2
+
+        h, w = image.shape[:2]
+        width = max(2, round(w * self.height / h) // 2 * 2)
+        return cv2.resize(image, (width, self.height), interpolation=cv2.INTER_AREA)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            self._writer.abort()
+
+
+def report_path(output: Path) -> Path:
+    return output.with_name(output.stem + ".retarget.json")
+
+
+def write_report(inputs: Inputs, config: RetargetConfig, plan: RenderPlan, drive: ClipAnalysis,
+                 target: ClipAnalysis, timings: StageTimes) -> Path:
+    """The resolved configuration and per-frame AU trajectories, written atomically beside the output."""
+    path = report_path(inputs.output)
+    report = {
+        "drive": str(inputs.drive.path), "target": str(inputs.target.path), "output": str(inputs.output),
+        "config": config.to_dict(),
+        "drive_neutral_time": drive.neutral_time, "target_neutral_time": target.neutral_time,
+        "drive_frames_without_face": int((~drive.track.found).sum()),
+        "target_frames_without_face": int((~target.track.found).sum()),
+        "timings_seconds": {k: round(v, 3) for k, v in timings.seconds.items()},
+        "au_names": list(AU_NAMES),
+        "frames": [
+            {"time": round(float(plan.times[t]), 4), "weight": round(float(plan.weight[t]), 3),
+             "drive_aus": np.round(plan.drive_aus[t], 3).tolist(),
+             "output_aus": np.round(plan.output_aus[t], 3).tolist()}
+            for t in range(len(plan))
+        ],
+    }
+    tmp = path.with_name(f".{path.name}.part")
+    tmp.write_text(json.dumps(report, indent=1))
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,27 @@
+"""Progress bars on stderr (frames/s and time left), or nothing when disabled."""
+
+from __future__ import annotations
+
+import sys
+
+
+class _Silent:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class Progress:
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+
+    def bar(self, description: str, total: int):
+        if not self.enabled:
+            return _Silent()
+        from tqdm import tqdm
+
+        return tqdm(total=total, desc=description, unit="frame", file=sys.stderr, dynamic_ncols=True,
+                    bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} "
+                               "[{elapsed}<{remaining}, {rate_fmt}]")

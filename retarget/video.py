@@ -1,0 +1,688 @@
+"""Reading stills and videos into RGB frames, and writing browser-playable H.264 mp4 files, through PyAV.
+
+Images are RGB ``uint8`` arrays ``(H, W, 3)``; times are seconds from the start of the video stream.
+Everything goes through PyAV (libav*) and Pillow: no ffmpeg executable and no shell is involved.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import secrets
+from collections.abc import Iterator
+from fractions import Fraction
+from pathlib import Path
+from types import TracebackType
+
+import av
+import av.error
+import numpy as np
+from av.video.reformatter import VideoReformatter
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from retarget.errors import RetargetError
+from retarget.types import Frame, MediaInfo
+
+STILL_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
+"""File suffixes tried with Pillow first; anything else is tried with PyAV first."""
+
+BACKGROUND_GREY = 128
+"""Grey level (0-255) that transparent pixels are composited over."""
+
+DEFAULT_FPS = Fraction(25)
+"""Frame rate assumed when a container states none."""
+
+DEFAULT_TIME_BASE = Fraction(1, 90000)
+"""Output video time base when the caller passes none: fine enough to keep variable frame timing."""
+
+BROWSER_AUDIO_CODECS = frozenset({"aac", "mp3", "opus", "flac"})
+"""Audio codecs copied into the mp4 as they are; others are re-encoded to AAC so that browsers play them."""
+
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
+                "placebo")
+
+_EXIF_TRANSPOSING = (5, 6, 7, 8)  # EXIF orientations that swap width and height
+_AV_ERRORS = (av.error.FFmpegError, OSError, ValueError)
+
+
+# --------------------------------------------------------------------------------------------------- opening
+
+
+def _check_file(path: str | os.PathLike[str]) -> Path:
+    """Return ``path`` as a Path when it is a non-empty regular file; raise RetargetError otherwise."""
+    p = Path(path)
+    if not p.exists():
+        raise RetargetError(f"{p} not found")
+    if not p.is_file() or p.stat().st_size == 0:
+        raise RetargetError(f"cannot read {p}: not an image or video file")
+    return p
+
+
+def _open_image(path: Path) -> Image.Image | None:
+    """Open ``path`` lazily with Pillow (pixels not decoded yet); None when Pillow does not recognise it."""
+    try:
+        return Image.open(path)
+    except Image.DecompressionBombError as exc:
+        raise RetargetError(f"cannot read {path}: the image is too large ({exc})") from exc
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        return None
+
+
+def _open_container(path: Path) -> av.container.InputContainer | None:
+    """Open ``path`` with PyAV; None when libavformat cannot read it as media."""
+    try:
+        container = av.open(str(path), mode="r")
+    except _AV_ERRORS:
+        return None
+    if container.format.name == "tty":  # libavformat reads plain text as "ANSI art" video; it is not media
+        container.close()
+        return None
+    return container
+
+
+def _open_media(path: Path) -> Image.Image | av.container.InputContainer:
+    """Open ``path`` as a still (Pillow) or a container (PyAV), whichever recognises it.
+
+    Still-image suffixes (``STILL_SUFFIXES``) try Pillow first, everything else PyAV first.
+    """
+    openers = (_open_image, _open_container) if path.suffix.lower() in STILL_SUFFIXES else (
+        _open_container, _open_image)
+    for opener in openers:
+        opened = opener(path)
+        if opened is not None:
+            return opened
+    raise RetargetError(f"cannot read {path}: not an image or video file")
+
+
+def _video_stream(container: av.container.InputContainer) -> av.video.stream.VideoStream | None:
+    """The first real video stream (cover art in audio files does not count); None when there is none."""
+    for stream in container.streams.video:
+        if stream.disposition & av.stream.Disposition.attached_pic:
+            continue
+        if stream.codec_context.width > 0 and stream.codec_context.height > 0:
+            return stream
+    return None
+
+
+def _require_video_stream(container: av.container.InputContainer, path: Path) -> av.video.stream.VideoStream:
+    """The container's video stream; closes the container and raises RetargetError when it has none."""
+    stream = _video_stream(container)
+    if stream is None:
+        container.close()
+        raise RetargetError(f"{path} has no video stream")
+    return stream
+
+
+def _stream_fps(stream: av.video.stream.VideoStream) -> Fraction:
+    """Average frame rate in frames/s: ``average_rate``, else ``guessed_rate``, else ``DEFAULT_FPS``."""
+    for rate in (stream.average_rate, stream.guessed_rate):
+        if rate is not None and rate > 0:
+            return Fraction(rate)
+    return DEFAULT_FPS
+
+
+def _quarter_turns(rotation: float) -> int:
+    """Counter-clockwise display rotation in degrees -> number of counter-clockwise quarter turns (0-3)."""
+    return int(round(rotation / 90.0)) % 4
+
+
+def _first_frame_rotation(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> int:
+    """Quarter turns of the display rotation carried by the first decoded frame (phone videos); 0 if none.
+
+    PyAV 18 exposes the display matrix only on decoded frames, so this decodes one frame.
+    """
+    try:
+        for frame in container.decode(stream):
+            return _quarter_turns(frame.rotation)
+    except _AV_ERRORS:
+        pass
+    return 0
+
+
+def _fit(width: int, height: int, max_size: int | None) -> tuple[int, int]:
+    """(width, height) scaled down so that the longer side is at most ``max_size`` pixels (never up)."""
+    if max_size is None or max(width, height) <= max_size:
+        return width, height
+    scale = max_size / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def _check_max_size(max_size: int | None) -> None:
+    """Raise RetargetError unless ``max_size`` is None or a positive integer."""
+    if max_size is not None and (isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 1):
+        raise RetargetError(f"max_size must be a positive whole number of pixels or None, got {max_size!r}")
+
+
+# ----------------------------------------------------------------------------------------------------- probe
+
+
+def probe(path: str | os.PathLike[str]) -> MediaInfo:
+    """Describe a still image or a video: display size, frame rate, frame count, duration, time base, audio.
+
+    Width and height are the displayed ones: after EXIF orientation for stills, after the display rotation
+    (phone videos) for videos -- the same sizes that ``read_still`` / ``read_frames`` return.
+    """
+    p = _check_file(path)
+    media = _open_media(p)
+    if isinstance(media, Image.Image):
+        with media:
+            width, height = media.size
+            try:
+                orientation = media.getexif().get(0x0112, 1)
+            except Exception:  # noqa: BLE001 - broken EXIF: ignore orientation like most viewers do
+                orientation = 1
+        if orientation in _EXIF_TRANSPOSING:
+            width, height = height, width
+        return MediaInfo(path=p, is_still=True, width=width, height=height, fps=Fraction(0), frame_count=1,
+                         duration=0.0, time_base=Fraction(1, 1000), audio_codec=None)
+
+    container = media
+    stream = _require_video_stream(container, p)
+    try:
+        fps = _stream_fps(stream)
+        time_base = Fraction(stream.time_base) if stream.time_base else Fraction(1, 1000)
+        if stream.duration is not None and stream.duration > 0:
+            duration = float(stream.duration * time_base)
+        elif container.duration is not None and container.duration > 0:
+            duration = container.duration / av.time_base
+        else:
+            duration = 0.0
+        frame_count = stream.frames if stream.frames > 0 else max(1, round(duration * fps))
+        audio = container.streams.audio
+        audio_codec = audio[0].codec_context.name if audio else None
+        width, height = stream.codec_context.width, stream.codec_context.height
+        if _first_frame_rotation(container, stream) % 2:
+            width, height = height, width
+    finally:
+        container.close()
+    return MediaInfo(path=p, is_still=False, width=width, height=height, fps=fps, frame_count=frame_count,
+                     duration=duration, time_base=time_base, audio_codec=audio_codec)
+
+
+# ----------------------------------------------------------------------------------------------------- stills
+
+
+def _scale_to_uint8(values: np.ndarray, mode: str) -> np.ndarray:
+    """Greyscale samples of a 16-bit / 32-bit integer or float image (H, W) -> uint8 (H, W), scaled, not clipped.
+
+    ``I;16*``: 0-65535 -> 0-255. ``I``: treated as 16-bit when any sample exceeds 255, as 8-bit otherwise
+    (Pillow widens 8-bit data to ``I`` in some paths), and scaled by its maximum beyond 65535.
+    ``F``: 0-1 when the maximum is at most 1, 0-255 when at most 255, scaled by its maximum otherwise.
+    """
+    v = np.nan_to_num(values.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    v = np.maximum(v, 0.0)
+    top = float(v.max()) if v.size else 0.0
+    if mode.startswith("I;16"):
+        full = 65535.0
+    elif mode == "I":
+        full = 255.0 if top <= 255 else max(65535.0, top)
+    else:  # "F"
+        full = 1.0 if top <= 1.0 else (255.0 if top <= 255 else top)
+    return np.clip(np.rint(v * (255.0 / full)), 0, 255).astype(np.uint8)
+
+
+def _has_alpha(image: Image.Image) -> bool:
+    """True when ``image`` carries transparency (an alpha band or a transparent palette / colour key)."""
+    return image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in image.info
+
+
+def _composite_over_grey(rgba: np.ndarray) -> np.ndarray:
+    """(H, W, 4) uint8 RGBA -> (H, W, 3) uint8 RGB composited over ``BACKGROUND_GREY``."""
+    rgb = rgba[..., :3].astype(np.uint32)
+    alpha = rgba[..., 3:4].astype(np.uint32)
+    mixed = (rgb * alpha + BACKGROUND_GREY * (255 - alpha) + 127) // 255
+    return mixed.astype(np.uint8)
+
+
+def _image_to_rgb(image: Image.Image) -> np.ndarray:
+    """Any Pillow image (orientation already applied) -> (H, W, 3) uint8 RGB."""
+    mode = image.mode
+    if mode == "RGB":
+        return np.asarray(image, dtype=np.uint8).copy()
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        grey = _scale_to_uint8(np.asarray(image), mode)
+        return np.repeat(grey[..., None], 3, axis=2)
+    if _has_alpha(image):
+        return _composite_over_grey(np.asarray(image.convert("RGBA"), dtype=np.uint8))
+    return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
+
+
+def _resize_rgb(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(H, W, 3) uint8 -> (size[1], size[0], 3) uint8 with Lanczos filtering; unchanged when already that size."""
+    if (rgb.shape[1], rgb.shape[0]) == size:
+        return rgb
+    return np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.LANCZOS), dtype=np.uint8)
+
+
+def _decode_still(image: Image.Image, path: Path, max_size: int | None) -> np.ndarray:
+    """Decode an opened Pillow image into (H, W, 3) uint8 RGB, EXIF-oriented and capped at ``max_size``."""
+    with image:
+        try:
+            image.load()
+            try:
+                oriented = ImageOps.exif_transpose(image)
+            except Exception:  # noqa: BLE001 - broken EXIF: keep the stored orientation
+                oriented = image
+            rgb = _image_to_rgb(oriented)
+        except (OSError, ValueError, SyntaxError) as exc:
+            raise RetargetError(f"cannot read {path}: the image is damaged ({exc})") from exc
+    return _resize_rgb(rgb, _fit(rgb.shape[1], rgb.shape[0], max_size))
+
+
+def read_still(path: str | os.PathLike[str], max_size: int | None = None) -> np.ndarray:
+    """Read a still image as (H, W, 3) uint8 RGB.
+
+    EXIF orientation is applied; palette, greyscale, CMYK and 16-bit/float images are converted (16-bit
+    scaled to 8 bit); transparent pixels are composited over mid-grey (``BACKGROUND_GREY``). ``max_size``
+    caps the longer side in pixels (downscale only, aspect kept, Lanczos).
+    """
+    _check_max_size(max_size)
+    p = _check_file(path)
+    image = _open_image(p)
+    if image is None:
+        container = _open_container(p)
+        if container is None:
+            raise RetargetError(f"cannot read {p}: not an image or video file")
+        with container:
+            if _video_stream(container) is None:
+                raise RetargetError(f"{p} has no video stream")
+        raise RetargetError(f"{p} is a video, not a still image; pass a .jpg/.png/.webp/.bmp/.tif file")
+    return _decode_still(image, p, max_size)
+
+
+# ----------------------------------------------------------------------------------------------------- frames
+
+
+def _frame_to_rgb(frame: av.VideoFrame, reformatter: VideoReformatter, max_size: int | None) -> np.ndarray:
+    """Decoded frame -> (H, W, 3) uint8 RGB in display orientation, longer side capped at ``max_size``."""
+    turns = _quarter_turns(frame.rotation)
+    width, height = frame.width, frame.height
+    display_w, display_h = (height, width) if turns % 2 else (width, height)
+    out_w, out_h = _fit(display_w, display_h, max_size)
+    stored_w, stored_h = (out_h, out_w) if turns % 2 else (out_w, out_h)
+    scaling = (stored_w, stored_h) != (width, height)
+    rgb_frame = reformatter.reformat(frame, width=stored_w, height=stored_h, format="rgb24",
+                                     interpolation="LANCZOS" if scaling else None)
+    rgb = rgb_frame.to_ndarray()
+    if turns:
+        rgb = np.ascontiguousarray(np.rot90(rgb, k=turns))
+    return rgb
+
+
+def _decode_video(container: av.container.InputContainer, path: Path,
+                  max_size: int | None) -> Iterator[Frame]:
+    """Yield the frames of an opened container's video stream; closes the container when done or closed."""
+    try:
+        stream = _require_video_stream(container, path)
+        stream.thread_type = "AUTO"
+        time_base = Fraction(stream.time_base) if stream.time_base else Fraction(1, 1000)
+        step = 1.0 / float(_stream_fps(stream))
+        origin = stream.start_time
+        reformatter = VideoReformatter()
+        index = 0
+        time = -step
+        decoded = container.decode(stream)
+        while True:
+            try:
+                frame = next(decoded)
+            except StopIteration:
+                break
+            except _AV_ERRORS as exc:
+                raise RetargetError(f"cannot decode {path} after frame {index}: {exc}") from exc
+            if frame.pts is None:
+                time = time + step if index else 0.0
+            else:
+                if origin is None:
+                    origin = frame.pts
+                time = float((frame.pts - origin) * time_base)
+            yield Frame(index=index, time=time, image=_frame_to_rgb(frame, reformatter, max_size))
+            index += 1
+    finally:
+        container.close()
+
+
+def read_frames(path: str | os.PathLike[str], max_size: int | None = None) -> Iterator[Frame]:
+    """Stream the frames of a video (or the single frame of a still) as ``Frame`` objects.
+
+    Decoding is streaming (one frame in memory at a time, codec threads on). ``Frame.time`` is seconds from the
+    video stream's start (first frame ~0.0; variable frame timing preserved; frames without a timestamp get
+    the previous time + 1/fps). Display rotation of phone videos is applied. A still yields exactly one
+    ``Frame(index=0, time=0.0)``. ``max_size`` caps the longer side (downscale only, aspect kept, Lanczos).
+    Missing or unreadable files raise RetargetError here; decode failures raise it while iterating. The
+    container is opened here and closed when the iterator is exhausted or closed (or garbage collected).
+    """
+    _check_max_size(max_size)
+    p = _check_file(path)
+    media = _open_media(p)
+    if isinstance(media, Image.Image):
+        return iter([Frame(index=0, time=0.0, image=_decode_still(media, p, max_size))])
+    _require_video_stream(media, p)
+    return _decode_video(media, p, max_size)
+
+
+# ----------------------------------------------------------------------------------------------------- writer
+
+
+def _trim_audio(frame: av.AudioFrame, samples: int) -> av.AudioFrame | None:
+    """The first ``samples`` samples (per channel) of ``frame`` as a new frame; None when ``samples`` is 0."""
+    if samples <= 0:
+        return None
+    data = frame.to_ndarray()  # planar: (channels, n); packed: (1, n * channels)
+    keep = samples if frame.format.is_planar else samples * frame.layout.nb_channels
+    trimmed = av.AudioFrame.from_ndarray(np.ascontiguousarray(data[:, :keep]), format=frame.format.name,
+                                         layout=frame.layout.name)
+    trimmed.sample_rate = frame.sample_rate
+    return trimmed
+
+
+def _temp_path_beside(path: Path) -> Path:
+    """Create (exclusively) and return an empty ``.NAME.partXXXXXXXX.mp4`` file in ``path``'s folder."""
+    for _ in range(100):
+        candidate = path.with_name(f".{path.name}.part{secrets.token_hex(4)}.mp4")
+        try:
+            fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return candidate
+    raise RetargetError(f"cannot create a temporary file in {path.parent}")
+
+
+class VideoWriter:
+    """Write an H.264 (yuv420p, BT.709 tagged) mp4 that browsers play, atomically, with optional copied audio.
+
+    Frames go to a temporary ``.NAME.partXXXX.mp4`` beside ``path``; ``close()`` renames it over ``path``.
+    ``abort()`` -- also called on any error and by ``__exit__`` on an exception (KeyboardInterrupt included) --
+    deletes the temporary file and leaves an existing file at ``path`` untouched.
+
+    Odd ``width`` / ``height`` are padded to even (yuv420p needs even sizes) by repeating the last column /
+    row, so the output is ``(width + width % 2) x (height + height % 2)``.
+
+    Audio: the first audio stream of ``audio_from`` is copied packet for packet (no re-encode), aligned to that
+    file's video start and cut at the end of the written video (packets starting at or after the last frame
+    time + 1/fps are dropped). A codec outside ``BROWSER_AUDIO_CODECS`` (or one the mp4 muxer refuses) is
+    re-encoded to AAC instead (``audio_reencoded``). ``has_audio`` tells whether the output has audio.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], width: int, height: int, fps: Fraction,
+                 time_base: Fraction | None = None, audio_from: Path | None = None, crf: int = 18,
+                 preset: str = "veryfast", threads: int = 0) -> None:
+        self.path = Path(path)
+        self.width = int(width)
+        self.height = int(height)
+        self.fps = Fraction(fps).limit_denominator(100000) if fps else Fraction(0)
+        self.time_base = Fraction(time_base) if time_base else DEFAULT_TIME_BASE
+        self.has_audio = False
+        self.audio_reencoded = False
+        self.frames_written = 0
+        self._tmp: Path | None = None
+        self._out: av.container.OutputContainer | None = None
+        self._video: av.video.stream.VideoStream | None = None
+        self._audio_in: av.container.InputContainer | None = None
+        self._audio_src: av.audio.stream.AudioStream | None = None
+        self._audio_out: av.audio.stream.AudioStream | None = None
+        self._audio_packets: Iterator[av.Packet] | None = None
+        self._pending: tuple[float, av.Packet] | None = None
+        self._audio_offset = 0.0  # seconds of the audio source's timeline at output time 0
+        self._reformatter = VideoReformatter()
+        self._last_pts: int | None = None
+        self._last_time = 0.0
+        self._done = False
+        self._validate(crf, preset, threads)
+        try:
+            self._open(crf, preset, threads, audio_from)
+        except BaseException as exc:
+            self.abort()
+            if isinstance(exc, _AV_ERRORS) and not isinstance(exc, RetargetError):
+                raise RetargetError(f"cannot start writing {self.path}: {exc}") from exc
+            raise
+
+    # -- setup
+
+    def _validate(self, crf: int, preset: str, threads: int) -> None:
+        """Raise RetargetError for unusable arguments before anything touches the disk."""
+        if self.width < 1 or self.height < 1:
+            raise RetargetError(f"output size must be positive, got {self.width}x{self.height}")
+        if self.fps <= 0:
+            raise RetargetError(f"output frame rate must be positive, got {self.fps}")
+        if self.time_base <= 0:
+            raise RetargetError(f"output time base must be positive, got {self.time_base}")
+        if not 0 <= crf <= 51:
+            raise RetargetError(f"crf must be between 0 and 51, got {crf}")
+        if preset not in X264_PRESETS:
+            raise RetargetError(f"unknown x264 preset {preset!r}; use one of {', '.join(X264_PRESETS)}")
+        if threads < 0:
+            raise RetargetError(f"threads must be 0 (automatic) or positive, got {threads}")
+        if self.path.is_dir():
+            raise RetargetError(f"output {self.path} is a folder; give a file name such as out.mp4")
+
+    def _open(self, crf: int, preset: str, threads: int, audio_from: Path | None) -> None:
+        """Create the temporary file, the mp4 container, the H.264 stream and the audio stream."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp = _temp_path_beside(self.path)
+        self._out = av.open(str(self._tmp), mode="w", format="mp4",
+                            container_options={"movflags": "+faststart"})
+        out_w, out_h = self.width + self.width % 2, self.height + self.height % 2
+        video = self._out.add_stream("libx264", rate=self.fps, width=out_w, height=out_h,
+                                     time_base=self.time_base,
+                                     options={"crf": str(crf), "preset": preset, "profile": "high"})
+        video.pix_fmt = "yuv420p"
+        ctx = video.codec_context
+        ctx.thread_type = "AUTO"
+        ctx.thread_count = threads
+        ctx.colorspace = 1  # AVCOL_SPC_BT709, matching the conversion in write()
+        ctx.color_primaries = 1  # AVCOL_PRI_BT709
+        ctx.color_trc = 1  # AVCOL_TRC_BT709
+        ctx.color_range = 1  # AVCOL_RANGE_MPEG (limited)
+        self._video = video
+        if audio_from is not None:
+            self._open_audio(_check_file(audio_from))
+
+    def _open_audio(self, source: Path) -> None:
+        """Add an audio stream copied (or, if mp4 refuses the codec, re-encoded to AAC) from ``source``."""
+        container = _open_container(source)
+        if container is None:
+            return  # a still image Pillow reads, or nothing media-like: no audio to copy
+        self._audio_in = container
+        if not container.streams.audio:
+            return
+        src = container.streams.audio[0]
+        video = _video_stream(container)
+        if video is not None and video.start_time is not None and video.time_base:
+            self._audio_offset = float(video.start_time * video.time_base)
+        elif container.start_time is not None:
+            self._audio_offset = container.start_time / av.time_base
+        copied = None
+        if src.codec_context.name in BROWSER_AUDIO_CODECS:
+            try:
+                copied = self._out.add_stream_from_template(src)
+            except ValueError:  # the mp4 muxer does not take this codec after all
+                copied = None
+        if copied is not None:
+            self._audio_out = copied
+        else:  # re-encode to AAC, which every browser plays
+            rate = src.codec_context.sample_rate
+            rate = rate if rate in (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200,
+                                    96000) else 48000
+            self._audio_out = self._out.add_stream("aac", rate=rate)
+            self._audio_out.layout = "mono" if src.codec_context.layout.nb_channels == 1 else "stereo"
+            self._audio_out.time_base = Fraction(1, rate)
+            self.audio_reencoded = True
+        self._audio_src = src
+        self._audio_packets = container.demux(src)
+        self.has_audio = True
+
+    # -- audio
+
+    def _next_audio(self) -> tuple[float, av.Packet] | None:
+        """The next usable source audio packet with its start time on the output timeline; None at the end."""
+        assert self._audio_packets is not None and self._audio_src is not None
+        time_base = self._audio_src.time_base
+        for packet in self._audio_packets:
+            if packet.dts is None or packet.size == 0:
+                continue
+            start = packet.pts if packet.pts is not None else packet.dts
+            return float(start * time_base) - self._audio_offset, packet
+        return None
+
+    def _mux_audio(self, until: float, inclusive: bool) -> None:
+        """Mux source audio packets whose output start time is <= ``until`` (< when not ``inclusive``)."""
+        if self._audio_packets is None:
+            return
+        while True:
+            if self._pending is None:
+                self._pending = self._next_audio()
+                if self._pending is None:
+                    self._audio_packets = None
+                    return
+            start, packet = self._pending
+            if start > until or (start == until and not inclusive):
+                return
+            self._pending = None
+            if self.audio_reencoded:
+                self._reencode_audio(packet, start, None if inclusive else until)
+            else:
+                self._copy_audio(packet)
+
+    def _copy_audio(self, packet: av.Packet) -> None:
+        """Mux one source packet unchanged except for its timestamps (shifted by the source's video start)."""
+        shift = round(self._audio_offset / packet.time_base) if packet.time_base else 0
+        if packet.pts is not None:
+            packet.pts -= shift
+        packet.dts -= shift
+        packet.stream = self._audio_out
+        self._out.mux(packet)
+
+    def _reencode_audio(self, packet: av.Packet, start: float, end: float | None) -> None:
+        """Decode one source packet and feed its samples to the AAC encoder from output time ``start`` (s).
+
+        Samples at or after ``end`` seconds (when given) are dropped.
+        """
+        rate = self._audio_out.codec_context.sample_rate
+        offset = start
+        for frame in self._audio_src.decode(packet):
+            if end is not None and offset + frame.samples / frame.sample_rate > end:
+                frame = _trim_audio(frame, max(0, round((end - offset) * frame.sample_rate)))
+                if frame is None:
+                    return
+            frame.pts = round(offset * rate)
+            frame.time_base = Fraction(1, rate)
+            offset += frame.samples / frame.sample_rate
+            self._out.mux(self._audio_out.encode(frame))
+
+    # -- public
+
+    def write(self, image: np.ndarray, time: float) -> None:
+        """Encode one frame: ``image`` (height, width, 3) uint8 RGB shown from ``time`` seconds on.
+
+        Timestamps are ``round(time / time_base)``; a frame not later than the previous one is moved one tick
+        after it, so output timestamps always increase. Any error aborts the writer (no files left behind).
+        """
+        self._require_open()
+        try:
+            frame = self._to_video_frame(image, time)
+            self._mux_audio(float(frame.pts * self.time_base), inclusive=True)
+            self._out.mux(self._video.encode(frame))
+            self.frames_written += 1
+        except BaseException as exc:
+            self.abort()
+            if isinstance(exc, _AV_ERRORS) and not isinstance(exc, RetargetError):
+                raise RetargetError(f"encoding frame {self.frames_written} of {self.path} failed: {exc}") from exc
+            raise
+
+    def _to_video_frame(self, image: np.ndarray, time: float) -> av.VideoFrame:
+        """Validate, pad to even size and convert ``image`` to a timestamped BT.709 yuv420p frame."""
+        array = np.asarray(image)
+        if array.shape != (self.height, self.width, 3) or array.dtype != np.uint8:
+            raise RetargetError(
+                f"frame {self.frames_written} for {self.path.name} must be a ({self.height}, {self.width}, 3) "
+                f"uint8 RGB image, got shape {array.shape} dtype {array.dtype}")
+        if not math.isfinite(time):
+            raise RetargetError(f"frame {self.frames_written} for {self.path.name} has time {time}")
+        pad_h, pad_w = self.height % 2, self.width % 2
+        if pad_h or pad_w:
+            array = np.pad(array, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+        pts = round(time / self.time_base) if isinstance(time, Fraction) else round(time / float(self.time_base))
+        if self._last_pts is not None and pts <= self._last_pts:
+            pts = self._last_pts + 1
+        rgb = av.VideoFrame.from_ndarray(np.ascontiguousarray(array), format="rgb24")
+        frame = self._reformatter.reformat(rgb, format="yuv420p", dst_colorspace="ITU709", dst_color_range="MPEG")
+        frame.pts = pts
+        frame.time_base = self.time_base
+        self._last_pts = pts
+        self._last_time = float(pts * self.time_base)
+        return frame
+
+    def close(self) -> int:
+        """Finish the file, move it to ``path`` and return the number of frames written.
+
+        Raises RetargetError (and leaves no file) when no frame was written.
+        """
+        self._require_open()
+        try:
+            if self.frames_written == 0:
+                raise RetargetError(f"no frames were written to {self.path}; nothing to save")
+            self._out.mux(self._video.encode(None))
+            end = self._last_time + 1.0 / float(self.fps)
+            self._mux_audio(end, inclusive=False)
+            if self.audio_reencoded:
+                self._out.mux(self._audio_out.encode(None))
+            self._out.close()
+            self._close_audio_source()
+            os.replace(self._tmp, self.path)
+        except BaseException as exc:
+            self.abort()
+            if isinstance(exc, _AV_ERRORS) and not isinstance(exc, RetargetError):
+                raise RetargetError(f"finishing {self.path} failed: {exc}") from exc
+            raise
+        self._tmp = None
+        self._done = True
+        return self.frames_written
+
+    def abort(self) -> None:
+        """Stop writing: close everything, delete the temporary file; an existing ``path`` stays untouched."""
+        self._done = True
+        self._audio_packets = None
+        self._pending = None
+        if self._out is not None:
+            out, self._out = self._out, None
+            try:
+                out.close()
+            except Exception:  # noqa: BLE001 - the file is being thrown away; its trailer does not matter
+                pass
+        self._close_audio_source()
+        if self._tmp is not None:
+            tmp, self._tmp = self._tmp, None
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                pass
+
+    def _close_audio_source(self) -> None:
+        """Close the audio source container if one is open."""
+        if self._audio_in is not None:
+            container, self._audio_in = self._audio_in, None
+            container.close()
+
+    def _require_open(self) -> None:
+        """Raise RetargetError when the writer was already closed or aborted."""
+        if self._done or self._out is None:
+            raise RetargetError(f"the writer for {self.path} is already closed")
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        if exc_type is None:
+            if not self._done:
+                self.close()
+        else:
+            self.abort()
+
+    def __del__(self) -> None:
+        try:
+            if not self._done:
+                self.abort()
+        except Exception:  # noqa: BLE001 - never raise from a finaliser
+            pass
