@@ -1,9 +1,9 @@
 """The training-free generator: a piecewise-affine warp of the face mesh plus a synthesised mouth interior.
 
-1. The face is triangulated once per target (Delaunay on its neutral shape, iris centres included), so the same
-   triangles exist in every frame. Triangles span the eye and mouth openings: an eye whose lids meet collapses
-   its triangles to nothing, so the eye closes fully, and an iris centre that moves carries the eye's texture
-   with it (gaze).
+1. The triangles are mediapipe's own face-mesh tessellation, whose holes (the mouth and the eyes) are closed with
+   a strip between the inner lips and a fan around each iris centre. An eye whose lids meet collapses its fan
+   to nothing, so the eye closes fully; an iris centre that moves carries the eye's texture with it (gaze);
+   an opening mouth stretches only the strip, which step 3 then fills.
 2. Per frame the backward map (for each output pixel, where to read the input) is rasterised on a low-resolution
    grid: inside the mesh it is each destination triangle's affine map back to its source triangle; outside it is
    the mesh border's displacement, extended by normalised convolution and faded out with distance, so hair,
@@ -17,21 +17,20 @@
 
 from __future__ import annotations
 
+import functools
+from collections import Counter
 from dataclasses import dataclass
+from itertools import combinations
 
 import cv2
 import numpy as np
-from scipy.spatial import Delaunay
 
 from .. import landmarks as lm
 from .base import FaceEdit, GeneratedFace
 
-MESH_VERTICES = np.concatenate([np.arange(468), [lm.RIGHT_IRIS_CENTRE, lm.LEFT_IRIS_CENTRE]])
-
-
 @dataclass(frozen=True)
 class WarpSettings:
-    grid: int = 192  # long side of the deformation grid, in cells
+    grid: int = 256  # long side of the deformation grid, in cells
     margin: float = 0.6  # crop margin around the face, in face sizes
     falloff: float = 0.25  # reach of the deformation outside the face mesh, in face sizes
     mouth_interior: bool = True
@@ -46,7 +45,7 @@ class WarpGenerator:
         self.triangles: np.ndarray | None = None  # (K, 3) landmark indices
 
     def prepare(self, target_neutral: np.ndarray) -> None:
-        self.triangles = triangulate(target_neutral)
+        self.triangles = face_triangles()
 
     def generate(self, edit: FaceEdit) -> GeneratedFace:
         if self.triangles is None:
@@ -57,7 +56,8 @@ class WarpGenerator:
         x0, y0, x1, y1 = box
         crop = edit.image[y0:y1, x0:x1]
         offset = np.array([x0, y0], np.float32)
-        src, dst = edit.source[:, :2] - offset, edit.destination[:, :2] - offset
+        src = clamp_iris(edit.source[:, :2]) - offset
+        dst = untangle(src, clamp_iris(edit.destination[:, :2]) - offset)
         map_x, map_y = backward_map(src, dst, edit.destination[:, 2], self.triangles, crop.shape[:2],
                                     s.grid, s.falloff * face)
         out = cv2.remap(crop, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
@@ -66,10 +66,93 @@ class WarpGenerator:
         return GeneratedFace(box, out, border_feather(crop.shape[:2], s.feather))
 
 
-def triangulate(shape: np.ndarray) -> np.ndarray:
-    """(K, 3) landmark indices of a Delaunay triangulation of ``shape`` (478, >=2) in the image plane."""
-    tri = Delaunay(shape[MESH_VERTICES, :2].astype(np.float64))
-    return MESH_VERTICES[tri.simplices].astype(np.int32)
+@functools.lru_cache(maxsize=1)
+def mesh_triangles() -> np.ndarray:
+    """(K, 3) landmark indices of mediapipe's face-mesh tessellation (holes at the eyes and the mouth)."""
+    from mediapipe.python.solutions.face_mesh_connections import FACEMESH_TESSELATION
+
+    neighbours: dict[int, set[int]] = {}
+    for a, b in FACEMESH_TESSELATION:
+        neighbours.setdefault(a, set()).add(b)
+        neighbours.setdefault(b, set()).add(a)
+    cliques = {tuple(sorted((a, b, c))) for a, b in FACEMESH_TESSELATION for c in neighbours[a] & neighbours[b]}
+    uses = Counter(e for t in cliques for e in combinations(t, 2))
+    # the edge list only lists edges, and two 3-cycles of it are not faces: each of their edges has 3 users
+    return np.array(sorted(t for t in cliques if not all(uses[e] > 2 for e in combinations(t, 2))), np.int32)
+
+
+def hole_triangles() -> np.ndarray:
+    """(K, 3) the mouth strip between the inner lips and the fan around each iris centre."""
+    up, lo = lm.INNER_LIP_UPPER, lm.INNER_LIP_LOWER
+    tris = [(up[i], up[i + 1], lo[i + 1]) for i in range(len(up) - 1)]
+    tris += [(up[i], lo[i + 1], lo[i]) for i in range(len(up) - 1)]
+    tris += [(centre, loop[i], loop[(i + 1) % len(loop)])
+             for centre, loop in ((lm.RIGHT_IRIS_CENTRE, lm.RIGHT_EYE), (lm.LEFT_IRIS_CENTRE, lm.LEFT_EYE))
+             for i in range(len(loop))]
+    return np.array([t for t in tris if len(set(t)) == 3], np.int32)
+
+
+def face_triangles() -> np.ndarray:
+    """(K, 3) every triangle the warp draws: the mesh, then the hole fillers."""
+    return np.concatenate([mesh_triangles(), hole_triangles()])
+
+
+@functools.lru_cache(maxsize=1)
+def _neighbour_table() -> tuple[np.ndarray, np.ndarray]:
+    """(478, D) padded neighbour indices of each vertex in the mesh and (478,) neighbour counts."""
+    nbrs: list[set[int]] = [set() for _ in range(478)]
+    for a, b, c in mesh_triangles().tolist():
+        nbrs[a] |= {b, c}
+        nbrs[b] |= {a, c}
+        nbrs[c] |= {a, b}
+    width = max(len(n) for n in nbrs)
+    table = np.array([sorted(n) + [i] * (width - len(n)) for i, n in enumerate(nbrs)], np.int32)
+    return table, np.array([max(1, len(n)) for n in nbrs])
+
+
+def signed_areas(points: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    a, b, c = points[triangles[:, 0]], points[triangles[:, 1]], points[triangles[:, 2]]
+    return (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0])
+
+
+def untangle(src: np.ndarray, dst: np.ndarray, iterations: int = 30) -> np.ndarray:
+    """Destination (478, 2) without mesh triangles folded over relative to the source.
+
+    A displacement transferred from another face can push one contour past the next (a thick upper lip
+    rising past the skin below the nose of a face with a short philtrum). Vertices of folded triangles take
+    the mean displacement of their mesh neighbours until no triangle is folded: a local Laplacian relaxation
+    that leaves the rest of the face as transferred. Eye and mouth fillers may collapse and are not checked.
+    """
+    tris = mesh_triangles()
+    table, count = _neighbour_table()
+    ref = signed_areas(src, tris)
+    valid = np.abs(ref) > 1e-3
+    disp = (dst - src).astype(np.float64)
+    for _ in range(iterations):
+        folded = valid & (np.sign(signed_areas(src + disp, tris)) != np.sign(ref))
+        if not folded.any():
+            break
+        verts = np.unique(tris[folded])
+        sums = disp[table[verts]].sum(1) - disp[verts] * (table.shape[1] - count[verts])[:, None]
+        disp[verts] = sums / count[verts][:, None]
+    return (src + disp).astype(np.float32)
+
+
+def clamp_iris(points: np.ndarray) -> np.ndarray:
+    """Copy of ``points`` (478, >=2) with each iris centre moved inside its eye opening (the fan's hub)."""
+    out = points.copy()
+    for centre, pairs, corners in ((lm.RIGHT_IRIS_CENTRE, lm.RIGHT_LID_PAIRS, lm.RIGHT_EYE_CORNERS),
+                                   (lm.LEFT_IRIS_CENTRE, lm.LEFT_LID_PAIRS, lm.LEFT_EYE_CORNERS)):
+        xs = points[list(corners), 0]
+        x = np.clip(points[centre, 0], xs.min() + 1e-3, xs.max() - 1e-3)
+        order = np.argsort(points[pairs[:, 0], 0])
+        upper = np.interp(x, points[pairs[order, 0], 0], points[pairs[order, 0], 1])
+        order = np.argsort(points[pairs[:, 1], 0])
+        lower = np.interp(x, points[pairs[order, 1], 0], points[pairs[order, 1], 1])
+        gap = lower - upper
+        y = (upper + lower) / 2 if gap <= 0.2 else np.clip(points[centre, 1], upper + 0.1 * gap, lower - 0.1 * gap)
+        out[centre, 0], out[centre, 1] = x, y
+    return out
 
 
 def face_size(points: np.ndarray) -> float:
@@ -131,6 +214,14 @@ def _rasterise(points: np.ndarray, depth: np.ndarray, triangles: np.ndarray, sha
     fill = cv2.fillConvexPoly
     for k, tri in zip(order.tolist(), corners):
         fill(ids, tri, k, cv2.LINE_8, 4)
+    # cells on a shared edge can fall between two triangles; give them a neighbour's triangle so no seam of
+    # "outside" cells runs through the face
+    hull = np.zeros(shape, np.uint8)
+    cv2.fillPoly(hull, [np.round(points[lm.FACE_OVAL] * 16).astype(np.int32)], 1, cv2.LINE_8, 4)
+    holes = (ids < 0) & (hull > 0)
+    if holes.any():
+        grown = cv2.dilate(ids.astype(np.float32), np.ones((3, 3), np.uint8)).astype(np.int32)
+        ids[holes] = grown[holes]
     return ids
 
 
@@ -149,7 +240,9 @@ def _triangle_affines(frm: np.ndarray, to: np.ndarray, triangles: np.ndarray) ->
 def _extend_outside(disp: np.ndarray, inside: np.ndarray, falloff: float) -> np.ndarray:
     """Continue the mesh's displacement outside it, fading to zero over ``falloff`` cells.
 
-    The continuation is smooth by construction, so it is computed on a 4x coarser grid and upsampled.
+    Next to the mesh the value is that of the nearest mesh cell, so the field is continuous at the face's
+    outline (no seam); further out it blends into a smooth normalised-convolution extension, computed on a 4x
+    coarser grid because it is smooth by construction.
     """
     if not inside.any():
         return disp
@@ -160,11 +253,18 @@ def _extend_outside(disp: np.ndarray, inside: np.ndarray, falloff: float) -> np.
     sigma = max(1.0, 0.125 * falloff)
     num = cv2.GaussianBlur(num, (0, 0), sigma)
     den = cv2.GaussianBlur(mask, (0, 0), sigma)
-    near = cv2.resize(num / np.maximum(den, 1e-3)[..., None], (gw, gh), interpolation=cv2.INTER_LINEAR)
+    smooth = cv2.resize(num / np.maximum(den, 1e-3)[..., None], (gw, gh), interpolation=cv2.INTER_LINEAR)
     den = cv2.resize(den, (gw, gh), interpolation=cv2.INTER_LINEAR)
-    dist = cv2.distanceTransform((~inside).astype(np.uint8), cv2.DIST_L2, 3)
-    fade = np.exp(-((dist / max(falloff, 1e-3)) ** 2)) * np.minimum(1.0, den / 1e-2)
-    out = near * fade[..., None]
+    dist, labels = cv2.distanceTransformWithLabels((~inside).astype(np.uint8), cv2.DIST_L2, 3,
+                                                   labelType=cv2.DIST_LABEL_PIXEL)
+    # labels number the inside cells in row-major order; map each label to its cell's displacement
+    inside_disp = np.zeros((labels.max() + 1, 2), np.float32)
+    inside_disp[labels[inside]] = disp[inside]
+    nearest = inside_disp[labels]
+    near_weight = np.exp(-dist / 3.0)[..., None]
+    blended = near_weight * nearest + (1 - near_weight) * smooth
+    fade = np.exp(-((dist / max(falloff, 1e-3)) ** 2)) * np.minimum(1.0, den / 1e-2 + near_weight[..., 0])
+    out = blended * fade[..., None]
     out[inside] = disp[inside]
     return out
 
@@ -213,7 +313,8 @@ def fill_mouth(warped: np.ndarray, crop: np.ndarray, src: np.ndarray, dst: np.nd
     interior = _match_colour(interior, drive_image, drive_points, crop, src)
     mask = np.zeros((y1 - y0, x1 - x0), np.float32)
     cv2.fillPoly(mask, [np.round((dst[loop] - [x0, y0]) * 16).astype(np.int32)], 1.0, cv2.LINE_AA, shift=4)
-    mask = cv2.GaussianBlur(mask, (0, 0), 1.0) * strength
+    # soft edge pulled slightly inside the outline, so the driver's own lip pixels do not show as a rim
+    mask = np.clip(2.0 * cv2.GaussianBlur(mask, (0, 0), 1.5) - 0.6, 0.0, 1.0) * strength
     out = warped.copy()
     region = out[y0:y1, x0:x1].astype(np.float32)
     out[y0:y1, x0:x1] = np.clip(region + (interior - region) * mask[..., None], 0, 255).astype(np.uint8)
