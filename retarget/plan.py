@@ -46,8 +46,8 @@ def build_plan(drive: ClipAnalysis, target: ClipAnalysis, still_target: bool, co
         disp *= ease_after_end(at, drive_end, config.drive_release)[:, None, None].astype(np.float32)
     # 2. transfer to the target's proportions, on the target's neutral
     t_expr = target.expression
-    shapes = transfer(disp, t_expr.neutral, region_scales(drive.expression.neutral, t_expr.neutral),
-                      config.intensity)
+    d_neutral = drive.expression.neutral
+    shapes = transfer(disp, d_neutral, t_expr.neutral, region_scales(d_neutral, t_expr.neutral), config.intensity)
     t_index = np.zeros(len(out_times), int) if still_target else np.arange(len(out_times))
     current = np.where(t_expr.found[t_index, None, None], t_expr.normalised[t_index], t_expr.neutral)
     if not still_target:

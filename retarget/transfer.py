@@ -46,19 +46,54 @@ def _eye_height(shape: np.ndarray, name: str) -> float:
     return float((shape[pairs[:, 1], 1] - shape[pairs[:, 0], 1]).mean())
 
 
-def transfer(drive_displacement: np.ndarray, target_neutral: np.ndarray, scales: np.ndarray,
-             intensity: float = 1.0) -> np.ndarray:
+# Mediapipe's eye contour rarely closes fully on a closed eye: a measured closure (1 - opening / neutral opening)
+# of about 0.6 already looks shut in the frame, and small values are tracking noise.
+CLOSURE_NOISE = 0.1
+CLOSURE_SHUT = 0.6
+
+
+def eye_closure(shapes: np.ndarray, neutral: np.ndarray) -> np.ndarray:
+    """(T, 2) closure of the right and left eye: 0 = as open as the neutral, 1 = shut, negative = wider."""
+    out = []
+    for pairs in (lm.RIGHT_LID_PAIRS, lm.LEFT_LID_PAIRS):
+        gap = (shapes[:, pairs[:, 1], 1] - shapes[:, pairs[:, 0], 1]).mean(1)
+        ref = float((neutral[pairs[:, 1], 1] - neutral[pairs[:, 0], 1]).mean())
+        out.append(1.0 - gap / max(ref, 1e-6))
+    return np.stack(out, 1)
+
+
+def apply_closure(shapes: np.ndarray, closure: np.ndarray, target_neutral: np.ndarray) -> np.ndarray:
+    """Set each closing eye's lid gap to ``(1 - calibrated closure)`` of the target's neutral gap.
+
+    Args:
+        shapes: (T, 478, 3) transferred shapes; closure: (T, 2) the driver's measured closure.
+    """
+    out = shapes.copy()
+    calibrated = np.clip((closure - CLOSURE_NOISE) / (CLOSURE_SHUT - CLOSURE_NOISE), 0.0, 1.0)
+    for k, pairs in enumerate((lm.RIGHT_LID_PAIRS, lm.LEFT_LID_PAIRS)):
+        closing = closure[:, k] > CLOSURE_NOISE
+        gap = target_neutral[pairs[:, 1], 1] - target_neutral[pairs[:, 0], 1]  # (P,)
+        upper = out[:, pairs[:, 1], 1] - (1.0 - calibrated[:, k, None]) * gap[None]
+        out[:, pairs[:, 0], 1] = np.where(closing[:, None], upper, out[:, pairs[:, 0], 1])
+    return out
+
+
+def transfer(drive_displacement: np.ndarray, drive_neutral: np.ndarray, target_neutral: np.ndarray,
+             scales: np.ndarray, intensity: float = 1.0) -> np.ndarray:
     """Retargeted pose-normalised target shapes.
 
     Args:
         drive_displacement: (T, 478, 3) driver shape minus driver neutral.
-        target_neutral: (478, 3).
+        drive_neutral, target_neutral: (478, 3).
         scales: (478, 3) from ``region_scales``.
         intensity: overall gain on the expression change (1 = as the driver, 0 = the target's neutral).
     Returns:
-        (T, 478, 3) float32 target shapes, eyelids never crossing.
+        (T, 478, 3) float32 target shapes; a closing eye closes by the driver's calibrated closure, and
+        eyelids never cross.
     """
     shapes = target_neutral[None] + intensity * drive_displacement * scales[None]
+    closure = intensity * eye_closure(drive_neutral[None] + drive_displacement, drive_neutral)
+    shapes = apply_closure(shapes, closure, target_neutral)
     return uncross_lids(shapes).astype(np.float32)
 
 
