@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from .generators.base import GeneratedFace
 
 
-def paste(frame: np.ndarray, face: GeneratedFace, weight: float = 1.0) -> np.ndarray:
-    """``frame`` (H, W, 3) uint8 with ``face`` blended in by ``face.alpha * weight``; returns a new array.
+def paste(frame: np.ndarray, face: GeneratedFace, weight: float = 1.0, inplace: bool = False) -> np.ndarray:
+    """``frame`` (H, W, 3) uint8 with ``face`` blended in by ``face.alpha * weight``.
 
-    Where the generator left pixels unchanged the result equals the input exactly, so nothing outside the
-    edited region shifts in colour.
+    Returns a new array unless ``inplace``. Only the generated box is touched, and where the generator left
+    pixels unchanged the result equals the input exactly, so nothing outside the edit shifts in colour.
     """
-    out = frame.copy()
+    out = frame if inplace else frame.copy()
     x0, y0, x1, y1 = face.box
-    alpha = (face.alpha * float(np.clip(weight, 0.0, 1.0)))[..., None]
-    if alpha.max() <= 0:
+    alpha = face.alpha * float(np.clip(weight, 0.0, 1.0))
+    if x1 <= x0 or y1 <= y0 or alpha.max() <= 0:
         return out
-    region = out[y0:y1, x0:x1].astype(np.float32)
-    blended = region + (face.image.astype(np.float32) - region) * alpha
-    out[y0:y1, x0:x1] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+    region = out[y0:y1, x0:x1]
+    out[y0:y1, x0:x1] = cv2.blendLinear(face.image, region, alpha, 1.0 - alpha)
     return out

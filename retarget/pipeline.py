@@ -26,6 +26,7 @@ from .face import track_frames
 from .generators import FaceEdit, Generator, make_generator
 from .plan import RenderPlan, build_plan
 from .progress import Progress
+from .threads import BackgroundCalls, prefetch
 from .types import AU_NAMES, Frame, MediaInfo, RetargetResult, StageTimes, Track
 from .video import VideoWriter, probe, read_frames, read_still
 
@@ -197,24 +198,27 @@ def render(inputs: Inputs, plan: RenderPlan, generator: Generator, config: Retar
     writer = VideoWriter(inputs.output, w, h, fps, time_base=time_base, audio_from=_audio_source(inputs, config),
                          crf=config.crf, preset=config.x264_preset)
     preview = None
+    # codec work runs beside generation: frames are decoded ahead and encoded behind on their own threads
+    encoder = BackgroundCalls(_write_outputs)
     try:
         if inputs.preview is not None:
             preview = PreviewWriter(inputs.preview, h, fps, time_base)
         frames = _still_repeated(inputs, config, len(plan)) if still else read_frames(inputs.target.path)
-        for t, frame in zip(range(len(plan)), _timed_iter(frames, timings, "decode")):
+        for t, frame in zip(range(len(plan)), _timed_iter(prefetch(frames), timings, "decode")):
             drive_frame = cursor.get(int(plan.drive_index[t]))
+            original = frame.image.copy() if preview is not None else None  # the render may paste in place
             with _timed(timings, "generate"):
                 out = _render_frame(frame.image, t, plan, generator, drive_frame)
             with _timed(timings, "encode"):
-                writer.write(out, float(plan.times[t]))
-                if preview is not None:
-                    preview.write(drive_frame, frame.image, out, float(plan.times[t]))
+                encoder.submit(writer, preview, drive_frame, original, out, float(plan.times[t]))
             bar.update()
         with _timed(timings, "encode"):
+            encoder.finish()
             count = writer.close()
             if preview is not None:
                 preview.close()
     except BaseException:
+        _finish_quietly(encoder)
         writer.abort()
         if preview is not None:
             preview.abort()
@@ -223,6 +227,20 @@ def render(inputs: Inputs, plan: RenderPlan, generator: Generator, config: Retar
         cursor.close()
         bar.close()
     return count
+
+
+def _write_outputs(writer: VideoWriter, preview: PreviewWriter | None, drive_frame: Frame | None,
+                   target: np.ndarray | None, result: np.ndarray, when: float) -> None:
+    writer.write(result, when)
+    if preview is not None and target is not None:
+        preview.write(drive_frame, target, result, when)
+
+
+def _finish_quietly(encoder: BackgroundCalls) -> None:
+    try:
+        encoder.finish()
+    except BaseException:
+        pass
 
 
 def _timed_iter(frames: Iterator[Frame], timings: StageTimes, stage: str) -> Iterator[Frame]:
@@ -256,7 +274,8 @@ def _render_frame(image: np.ndarray, t: int, plan: RenderPlan, generator: Genera
                     relative_aus=(plan.relative_aus[t] * weight).astype(np.float32),
                     drive_image=drive_frame.image if drive_points is not None else None,
                     drive_landmarks=drive_points)
-    return paste(image, generator.generate(edit))
+    # decoded video frames are ours to modify; a still target's one image is shared by every frame
+    return paste(image, generator.generate(edit), inplace=image.flags.writeable)
 
 
 def _drive_landmarks(plan: RenderPlan, index: int) -> np.ndarray | None:

@@ -115,23 +115,31 @@ def signed_areas(points: np.ndarray, triangles: np.ndarray) -> np.ndarray:
     return (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0])
 
 
-def untangle(src: np.ndarray, dst: np.ndarray, iterations: int = 30) -> np.ndarray:
+def untangle(src: np.ndarray, dst: np.ndarray, iterations: int = 40, patience: int = 8) -> np.ndarray:
     """Destination (478, 2) without mesh triangles folded over relative to the source.
 
-    A displacement transferred from another face can push one contour past the next (a thick upper lip
+    A displacement transferred from another face can push one contour past the next (a full upper lip
     rising past the skin below the nose of a face with a short philtrum). Vertices of folded triangles take
-    the mean displacement of their mesh neighbours until no triangle is folded: a local Laplacian relaxation
-    that leaves the rest of the face as transferred. Eye and mouth fillers may collapse and are not checked.
+    the mean displacement of their mesh neighbours until no triangle is folded (or ``patience`` rounds bring no
+    improvement): a
+    local Laplacian relaxation that leaves the rest of the face as transferred. Eye and mouth fillers may
+    collapse and are not checked; slivers under half a square pixel are ignored.
     """
     tris = mesh_triangles()
     table, count = _neighbour_table()
     ref = signed_areas(src, tris)
-    valid = np.abs(ref) > 1e-3
+    valid = np.abs(ref) > 1.0
     disp = (dst - src).astype(np.float64)
+    best, stalled = None, 0
     for _ in range(iterations):
         folded = valid & (np.sign(signed_areas(src + disp, tris)) != np.sign(ref))
-        if not folded.any():
+        n = int(folded.sum())
+        if n == 0:
             break
+        stalled = stalled + 1 if best is not None and n >= best else 0
+        if stalled >= patience:
+            break
+        best = n if best is None else min(best, n)
         verts = np.unique(tris[folded])
         sums = disp[table[verts]].sum(1) - disp[verts] * (table.shape[1] - count[verts])[:, None]
         disp[verts] = sums / count[verts][:, None]
@@ -228,43 +236,50 @@ def _rasterise(points: np.ndarray, depth: np.ndarray, triangles: np.ndarray, sha
 def _triangle_affines(frm: np.ndarray, to: np.ndarray, triangles: np.ndarray) -> np.ndarray:
     """(K, 3, 2) affine maps with ``[x, y, 1] @ A`` taking each ``frm`` triangle onto its ``to`` triangle.
 
-    Collapsed triangles (a closed eye) cover no cell, so their near-singular maps are never used; their
-    determinant is only kept away from zero to avoid dividing by it.
+    Closed form (2x2 inverse of the edge vectors). Collapsed triangles (a closed eye) cover no cell, so their
+    near-singular maps are never used; their determinant is only kept away from zero.
     """
-    a = np.concatenate([frm[triangles], np.ones((len(triangles), 3, 1), np.float32)], 2).astype(np.float64)
-    det = np.linalg.det(a)
-    a[np.abs(det) < 1e-6, 0, 0] += 1e-3
-    return (np.linalg.inv(a) @ to[triangles].astype(np.float64)).astype(np.float32)
+    f, t = frm[triangles].astype(np.float64), to[triangles].astype(np.float64)  # (K, 3, 2)
+    e1, e2 = f[:, 1] - f[:, 0], f[:, 2] - f[:, 0]
+    det = e1[:, 0] * e2[:, 1] - e2[:, 0] * e1[:, 1]
+    det = np.where(np.abs(det) < 1e-9, 1e-9, det)
+    inv = np.stack([np.stack([e2[:, 1], -e2[:, 0]], 1), np.stack([-e1[:, 1], e1[:, 0]], 1)], 1) / det[:, None, None]
+    edges = np.stack([t[:, 1] - t[:, 0], t[:, 2] - t[:, 0]], 2)  # (K, 2, 2): columns are the target edges
+    linear = edges @ inv  # maps frm offsets to to offsets
+    offset = t[:, 0] - np.einsum("kij,kj->ki", linear, f[:, 0])
+    return np.concatenate([np.transpose(linear, (0, 2, 1)), offset[:, None]], 1).astype(np.float32)
 
 
 def _extend_outside(disp: np.ndarray, inside: np.ndarray, falloff: float) -> np.ndarray:
     """Continue the mesh's displacement outside it, fading to zero over ``falloff`` cells.
 
     Next to the mesh the value is that of the nearest mesh cell, so the field is continuous at the face's
-    outline (no seam); further out it blends into a smooth normalised-convolution extension, computed on a 4x
-    coarser grid because it is smooth by construction.
+    outline (no seam); further out it blends into a smooth normalised-convolution extension. The outside
+    field is smooth, so it is built on a 2x coarser grid (the smooth part on a 4x coarser one) and upsampled.
     """
     if not inside.any():
         return disp
     gh, gw = inside.shape
-    small = (max(2, gw // 4), max(2, gh // 4))
-    mask = cv2.resize(inside.astype(np.float32), small, interpolation=cv2.INTER_AREA)
-    num = cv2.resize(disp * inside[..., None], small, interpolation=cv2.INTER_AREA)
+    half = (max(2, gw // 2), max(2, gh // 2))
+    quarter = (max(2, gw // 4), max(2, gh // 4))
+    mask4 = cv2.resize(inside.astype(np.float32), quarter, interpolation=cv2.INTER_AREA)
+    num4 = cv2.resize(disp * inside[..., None], quarter, interpolation=cv2.INTER_AREA)
     sigma = max(1.0, 0.125 * falloff)
-    num = cv2.GaussianBlur(num, (0, 0), sigma)
-    den = cv2.GaussianBlur(mask, (0, 0), sigma)
-    smooth = cv2.resize(num / np.maximum(den, 1e-3)[..., None], (gw, gh), interpolation=cv2.INTER_LINEAR)
-    den = cv2.resize(den, (gw, gh), interpolation=cv2.INTER_LINEAR)
-    dist, labels = cv2.distanceTransformWithLabels((~inside).astype(np.uint8), cv2.DIST_L2, 3,
+    den4 = cv2.GaussianBlur(mask4, (0, 0), sigma)
+    smooth = cv2.resize(cv2.GaussianBlur(num4, (0, 0), sigma) / np.maximum(den4, 1e-3)[..., None], half,
+                        interpolation=cv2.INTER_LINEAR)
+    den = cv2.resize(den4, half, interpolation=cv2.INTER_LINEAR)
+    inside2 = cv2.resize(inside.astype(np.uint8), half, interpolation=cv2.INTER_NEAREST) > 0
+    disp2 = cv2.resize(disp, half, interpolation=cv2.INTER_NEAREST)
+    dist, labels = cv2.distanceTransformWithLabels((~inside2).astype(np.uint8), cv2.DIST_L2, 3,
                                                    labelType=cv2.DIST_LABEL_PIXEL)
     # labels number the inside cells in row-major order; map each label to its cell's displacement
     inside_disp = np.zeros((labels.max() + 1, 2), np.float32)
-    inside_disp[labels[inside]] = disp[inside]
-    nearest = inside_disp[labels]
-    near_weight = np.exp(-dist / 3.0)[..., None]
-    blended = near_weight * nearest + (1 - near_weight) * smooth
-    fade = np.exp(-((dist / max(falloff, 1e-3)) ** 2)) * np.minimum(1.0, den / 1e-2 + near_weight[..., 0])
-    out = blended * fade[..., None]
+    inside_disp[labels[inside2]] = disp2[inside2]
+    near_weight = np.exp(-dist / 1.5)
+    fade = np.exp(-((dist * 2 / max(falloff, 1e-3)) ** 2)) * np.minimum(1.0, den / 1e-2 + near_weight)
+    outside = (near_weight[..., None] * inside_disp[labels] + (1 - near_weight[..., None]) * smooth) * fade[..., None]
+    out = cv2.resize(outside, (gw, gh), interpolation=cv2.INTER_LINEAR)
     out[inside] = disp[inside]
     return out
 
