@@ -27,30 +27,44 @@ class TrackerSettings:
 class FaceTracker:
     """Face mesh on a stream of frames (``still=False``) or on independent images (``still=True``).
 
-    Videos track one face (mediapipe keeps following the face it detected first, re-detecting when lost);
-    stills look at up to ``max_faces`` faces and keep the largest.
+    Returns one face per call: the largest on the first call, then the face nearest the previous one, so a
+    second person entering the frame does not steal the track. ``max_faces`` faces are looked at (for videos,
+    more than one costs a detection per frame, so ``track_frames`` asks for more only when the first frame
+    shows several faces).
     """
 
-    def __init__(self, still: bool = False, settings: TrackerSettings | None = None) -> None:
+    def __init__(self, still: bool = False, settings: TrackerSettings | None = None,
+                 max_faces: int | None = None) -> None:
         import mediapipe as mp  # heavy: imported only when tracking
 
         s = settings or TrackerSettings()
         self._mesh = mp.solutions.face_mesh.FaceMesh(
             static_image_mode=still,
-            max_num_faces=s.max_faces if still else 1,
+            max_num_faces=max_faces or (s.max_faces if still else 1),
             refine_landmarks=True,  # the 10 iris points, for gaze
             min_detection_confidence=s.min_detection_confidence,
             min_tracking_confidence=s.min_tracking_confidence,
         )
+        self._last: np.ndarray | None = None
 
     def __call__(self, image: np.ndarray) -> np.ndarray | None:
         """Landmarks (478, 3) float32 in pixels of ``image`` (H, W, 3) uint8 RGB, or None when no face."""
+        faces = self.all_faces(image)
+        if not faces:
+            return None
+        if self._last is None:
+            face = max(faces, key=_face_area)
+        else:
+            centre = self._last[:, :2].mean(0)
+            face = min(faces, key=lambda f: float(np.linalg.norm(f[:, :2].mean(0) - centre)))
+        self._last = face
+        return face
+
+    def all_faces(self, image: np.ndarray) -> list[np.ndarray]:
+        """Every face found, each (478, 3) float32 pixels."""
         h, w = image.shape[:2]
         result = self._mesh.process(image)
-        if not result.multi_face_landmarks:
-            return None
-        faces = [_to_pixels(face.landmark, w, h) for face in result.multi_face_landmarks]
-        return max(faces, key=_face_area)
+        return [_to_pixels(face.landmark, w, h) for face in (result.multi_face_landmarks or [])]
 
     def close(self) -> None:
         self._mesh.close()
@@ -77,18 +91,29 @@ def _face_area(points: np.ndarray) -> float:
 def track_frames(frames: Iterable[Frame], width: int, height: int, still: bool = False,
                  on_frame=None) -> Track:
     """Track the face through ``frames``; keeps only landmarks, never the frames themselves."""
+    frames = iter(frames)
+    first = next(frames, None)
+    if first is None:
+        return Track(np.zeros(0), np.zeros((0, N_LANDMARKS, 3), np.float32), np.zeros(0, bool), width, height)
+    faces_at_start = 1
+    if not still:
+        with FaceTracker(still=True) as probe:
+            faces_at_start = max(1, len(probe.all_faces(first.image)))
     times, points, found = [], [], []
-    with FaceTracker(still=still) as tracker:
-        for frame in frames:
+    with FaceTracker(still=still, max_faces=None if still else faces_at_start) as tracker:
+        for frame in _chain(first, frames):
             face = tracker(frame.image)
             times.append(frame.time)
             found.append(face is not None)
             points.append(face if face is not None else np.full((N_LANDMARKS, 3), np.nan, np.float32))
             if on_frame is not None:
                 on_frame()
-    if not times:
-        return Track(np.zeros(0), np.zeros((0, N_LANDMARKS, 3), np.float32), np.zeros(0, bool), width, height)
     return Track(np.asarray(times, np.float64), np.stack(points), np.asarray(found), width, height)
+
+
+def _chain(first: Frame, rest: Iterable[Frame]) -> Iterable[Frame]:
+    yield first
+    yield from rest
 
 
 def similarity_fit(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
