@@ -115,35 +115,47 @@ def signed_areas(points: np.ndarray, triangles: np.ndarray) -> np.ndarray:
     return (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0])
 
 
-def untangle(src: np.ndarray, dst: np.ndarray, iterations: int = 40, patience: int = 8) -> np.ndarray:
-    """Destination (478, 2) without mesh triangles folded over relative to the source.
+# Contours that carry the expression itself: untangling moves the skin around them rather than them. Lids
+# never move (a blink must close the eye fully); the inner lips may move slowly.
+_LIDS = np.concatenate([lm.RIGHT_EYE, lm.LEFT_EYE, [lm.RIGHT_IRIS_CENTRE, lm.LEFT_IRIS_CENTRE]])
+
+
+def _folded(src_areas: np.ndarray, points: np.ndarray, tris: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    return valid & (np.sign(signed_areas(points, tris)) != np.sign(src_areas))
+
+
+def untangle(src: np.ndarray, dst: np.ndarray, iterations: int = 40, damping: float = 0.5) -> np.ndarray:
+    """Destination (478, 2) with as few mesh triangles folded over (relative to the source) as it can manage.
 
     A displacement transferred from another face can push one contour past the next (a full upper lip
-    rising past the skin below the nose of a face with a short philtrum). Vertices of folded triangles take
-    the mean displacement of their mesh neighbours until no triangle is folded (or ``patience`` rounds bring no
-    improvement): a
-    local Laplacian relaxation that leaves the rest of the face as transferred. Eye and mouth fillers may
+    rising past the skin below the nose of a face with a short philtrum). The free vertices of folded
+    triangles move part of the way (``damping``) towards the mean displacement of their mesh neighbours. The
+    contours that carry the expression hold: the lids do not move at all (a blink must close the eye fully)
+    and the inner lips move three times more slowly, so mostly the skin around them gives way. The state with the fewest folded triangles (then the smallest
+    folded area) is returned, so the result is never worse than the input. Eye and mouth fillers may
     collapse and are not checked; slivers under half a square pixel are ignored.
     """
     tris = mesh_triangles()
     table, count = _neighbour_table()
     ref = signed_areas(src, tris)
     valid = np.abs(ref) > 1.0
+    rate = np.full(len(src), damping)
+    rate[lm.INNER_LIP_LOOP] = 0.3 * damping
+    rate[_LIDS] = 0.0
     disp = (dst - src).astype(np.float64)
-    best, stalled = None, 0
+    best, best_score = disp.copy(), None
     for _ in range(iterations):
-        folded = valid & (np.sign(signed_areas(src + disp, tris)) != np.sign(ref))
-        n = int(folded.sum())
-        if n == 0:
+        now = signed_areas(src + disp, tris)
+        folded = valid & (np.sign(now) != np.sign(ref))
+        score = (int(folded.sum()), float(np.abs(now[folded]).sum()))
+        if best_score is None or score < best_score:
+            best, best_score = disp.copy(), score
+        if score[0] == 0:
             break
-        stalled = stalled + 1 if best is not None and n >= best else 0
-        if stalled >= patience:
-            break
-        best = n if best is None else min(best, n)
         verts = np.unique(tris[folded])
-        sums = disp[table[verts]].sum(1) - disp[verts] * (table.shape[1] - count[verts])[:, None]
-        disp[verts] = sums / count[verts][:, None]
-    return (src + disp).astype(np.float32)
+        mean = (disp[table[verts]].sum(1) - disp[verts] * (table.shape[1] - count[verts])[:, None]) / count[verts][:, None]
+        disp[verts] += rate[verts, None] * (mean - disp[verts])
+    return (src + best).astype(np.float32)
 
 
 def clamp_iris(points: np.ndarray) -> np.ndarray:
@@ -194,14 +206,14 @@ def backward_map(src: np.ndarray, dst: np.ndarray, depth: np.ndarray, triangles:
     gw, gh = _grid_shape(w, h, grid)
     sx, sy = gw / w, gh / h
     scale = np.array([sx, sy], np.float32)
-    tri_id = _rasterise((dst + 0.5) * scale - 0.5, depth, triangles, (gh, gw))
+    fillers = len(hole_triangles()) if len(triangles) == len(face_triangles()) else 0
+    order_key = depth[triangles].mean(1) + np.where(np.arange(len(triangles)) >= len(triangles) - fillers, 1e9, 0.0)
+    tri_id = _rasterise((dst + 0.5) * scale - 0.5, order_key, triangles, (gh, gw))
     gx, gy = np.meshgrid((np.arange(gw) + 0.5) / sx - 0.5, (np.arange(gh) + 0.5) / sy - 0.5)
     disp = np.zeros((gh, gw, 2), np.float32)
     inside = tri_id >= 0
-    affine = _triangle_affines(dst, src, triangles)  # (K, 3, 2): [x, y, 1] @ A -> source
-    pts = np.stack([gx[inside], gy[inside], np.ones(inside.sum())], 1)
-    mapped = np.einsum("nk,nkj->nj", pts, affine[tri_id[inside]])
-    disp[inside] = mapped - pts[:, :2]
+    pts = np.stack([gx[inside], gy[inside]], 1).astype(np.float32)
+    disp[inside] = _read_points(pts, tri_id[inside], dst, src, triangles) - pts
     disp = _extend_outside(disp, inside, falloff * float(min(sx, sy)))
     full = cv2.resize(disp, (w, h), interpolation=cv2.INTER_LINEAR)
     map_x = full[..., 0] + np.arange(w, dtype=np.float32)[None, :]
@@ -214,40 +226,94 @@ def _grid_shape(w: int, h: int, grid: int) -> tuple[int, int]:
     return max(2, int(round(w * f))), max(2, int(round(h * f)))
 
 
-def _rasterise(points: np.ndarray, depth: np.ndarray, triangles: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """(gh, gw) int32 index of the triangle covering each cell centre, -1 outside; far triangles drawn first."""
-    ids = np.full(shape, -1, np.int32)
-    order = np.argsort(-depth[triangles].mean(1))
-    corners = np.round(points * 16).astype(np.int32)[triangles[order]]  # (K, 3, 2), 4 fractional bits
-    fill = cv2.fillConvexPoly
-    for k, tri in zip(order.tolist(), corners):
-        fill(ids, tri, k, cv2.LINE_8, 4)
-    # cells on a shared edge can fall between two triangles; give them a neighbour's triangle so no seam of
-    # "outside" cells runs through the face
+def _rasterise(points: np.ndarray, order_key: np.ndarray, triangles: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """(gh, gw) int32 index of the triangle containing each cell centre, -1 outside the mesh.
+
+    Exact containment (barycentric test of every cell in each triangle's bounding box); where triangles
+    overlap (a fold), the one with the smaller ``order_key`` (K,) wins: the nearer in depth, and the mesh
+    before the eye and mouth fillers, so a nearly shut lid covers the eyeball. Collapsed slivers are skipped; a cell that falls only in
+    one (or between triangles through rounding) takes a neighbouring cell's triangle.
+
+    Args:
+        points: (478, 2) destination landmarks in grid coordinates (cell centres at integers).
+    """
+    gh, gw = shape
+    keep = np.flatnonzero(_conditioning(points, triangles) >= 0.02)
+    corners = points[triangles[keep]]  # (k, 3, 2)
+    lo = np.clip(np.ceil(corners.min(1) - 1e-6), 0, [gw - 1, gh - 1]).astype(np.int64)
+    hi = np.clip(np.floor(corners.max(1) + 1e-6), 0, [gw - 1, gh - 1]).astype(np.int64)
+    nx, ny = np.maximum(hi[:, 0] - lo[:, 0] + 1, 0), np.maximum(hi[:, 1] - lo[:, 1] + 1, 0)
+    count = nx * ny
+    owner = np.repeat(np.arange(len(keep)), count)
+    local = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
+    cx = lo[owner, 0] + local % np.maximum(nx[owner], 1)
+    cy = lo[owner, 1] + local // np.maximum(nx[owner], 1)
+    inside = _barycentric(np.stack([cx, cy], 1).astype(np.float64), keep[owner], points, triangles).min(1) >= -1e-4
+    cell, tri = cy[inside] * gw + cx[inside], keep[owner[inside]]
+    order = np.lexsort((order_key[tri], cell))  # by cell, then first in drawing priority
+    cell, tri = cell[order], tri[order]
+    first = np.ones(len(cell), bool)
+    first[1:] = cell[1:] != cell[:-1]
+    ids = np.full(gh * gw, -1, np.int32)
+    ids[cell[first]] = tri[first]
+    ids = ids.reshape(gh, gw)
     hull = np.zeros(shape, np.uint8)
     cv2.fillPoly(hull, [np.round(points[lm.FACE_OVAL] * 16).astype(np.int32)], 1, cv2.LINE_8, 4)
     holes = (ids < 0) & (hull > 0)
     if holes.any():
-        grown = cv2.dilate(ids.astype(np.float32), np.ones((3, 3), np.uint8)).astype(np.int32)
-        ids[holes] = grown[holes]
+        _fill_holes(ids, holes, points, triangles)
     return ids
 
 
-def _triangle_affines(frm: np.ndarray, to: np.ndarray, triangles: np.ndarray) -> np.ndarray:
-    """(K, 3, 2) affine maps with ``[x, y, 1] @ A`` taking each ``frm`` triangle onto its ``to`` triangle.
+def _fill_holes(ids: np.ndarray, holes: np.ndarray, points: np.ndarray, triangles: np.ndarray) -> None:
+    """Give each hole cell the 3x3 neighbour's triangle that contains its centre best (in place)."""
+    padded = np.pad(ids, 1, constant_values=-1)
+    rows, cols = np.nonzero(holes)
+    candidates = np.stack([padded[rows + dy, cols + dx] for dy in range(3) for dx in range(3)], 1)  # (n, 9)
+    centres = np.repeat(np.stack([cols, rows], 1).astype(np.float64), 9, axis=0)
+    score = _barycentric(centres, np.maximum(candidates.ravel(), 0), points, triangles).min(1).reshape(-1, 9)
+    score[candidates < 0] = -np.inf
+    best = candidates[np.arange(len(rows)), score.argmax(1)]
+    # a cell too far outside even its best triangle is beyond the mesh's edge: leave it to the extension
+    tolerance = -0.15 * np.minimum(1.0, 10.0 * _conditioning(points, triangles))
+    near = (best >= 0) & (score.max(1) >= tolerance[np.maximum(best, 0)])
+    ids[rows[near], cols[near]] = best[near]
 
-    Closed form (2x2 inverse of the edge vectors). Collapsed triangles (a closed eye) cover no cell, so their
-    near-singular maps are never used; their determinant is only kept away from zero.
-    """
-    f, t = frm[triangles].astype(np.float64), to[triangles].astype(np.float64)  # (K, 3, 2)
-    e1, e2 = f[:, 1] - f[:, 0], f[:, 2] - f[:, 0]
+
+def _conditioning(points: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    """(K,) about the sine of each triangle's smallest angle: near 0 for a collapsed (sliver) triangle."""
+    a, b, c = points[triangles[:, 0]], points[triangles[:, 1]], points[triangles[:, 2]]
+    e1, e2 = b - a, c - a
+    det = e1[:, 0] * e2[:, 1] - e2[:, 0] * e1[:, 1]
+    return np.abs(det) / ((e1 ** 2).sum(1) + (e2 ** 2).sum(1) + 1e-9)
+
+
+def _barycentric(points: np.ndarray, ids: np.ndarray, dst: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    """(N, 3) barycentric coordinates of ``points`` (N, 2) in destination triangles ``ids`` (N,)."""
+    d = dst[triangles[ids]].astype(np.float64)  # (N, 3, 2)
+    e1, e2 = d[:, 1] - d[:, 0], d[:, 2] - d[:, 0]
     det = e1[:, 0] * e2[:, 1] - e2[:, 0] * e1[:, 1]
     det = np.where(np.abs(det) < 1e-9, 1e-9, det)
-    inv = np.stack([np.stack([e2[:, 1], -e2[:, 0]], 1), np.stack([-e1[:, 1], e1[:, 0]], 1)], 1) / det[:, None, None]
-    edges = np.stack([t[:, 1] - t[:, 0], t[:, 2] - t[:, 0]], 2)  # (K, 2, 2): columns are the target edges
-    linear = edges @ inv  # maps frm offsets to to offsets
-    offset = t[:, 0] - np.einsum("kij,kj->ki", linear, f[:, 0])
-    return np.concatenate([np.transpose(linear, (0, 2, 1)), offset[:, None]], 1).astype(np.float32)
+    rel = points - d[:, 0]
+    u = (rel[:, 0] * e2[:, 1] - rel[:, 1] * e2[:, 0]) / det
+    v = (rel[:, 1] * e1[:, 0] - rel[:, 0] * e1[:, 1]) / det
+    return np.stack([1.0 - u - v, u, v], 1)
+
+
+def _read_points(points: np.ndarray, ids: np.ndarray, dst: np.ndarray, src: np.ndarray,
+                 triangles: np.ndarray) -> np.ndarray:
+    """(N, 2) source positions of destination ``points`` (N, 2) lying in triangles ``ids`` (N,).
+
+    Barycentric coordinates in the destination triangle applied to the source triangle: the exact affine
+    map, which also continues to cells a little outside the triangle. How far it may continue shrinks with the
+    triangle's conditioning (coordinates floored at ``-0.5 * min(1, 10 * conditioning)``), so a cell beside a
+    thin triangle never reads from far away through its near-singular map.
+    """
+    w = _barycentric(points, ids, dst, triangles)
+    floor = (-0.5 * np.minimum(1.0, 10.0 * _conditioning(dst, triangles)))[ids, None]
+    w = np.maximum(w, floor)
+    w /= w.sum(1, keepdims=True)
+    return np.einsum("nk,nkj->nj", w, src[triangles[ids]].astype(np.float64)).astype(np.float32)
 
 
 def _extend_outside(disp: np.ndarray, inside: np.ndarray, falloff: float) -> np.ndarray:

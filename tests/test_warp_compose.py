@@ -1,0 +1,365 @@
+"""retarget.generators.warp and retarget.compose on the astronaut photo with scripted landmark edits."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from _helpers import close_eyes, open_mouth, polygon_mask
+
+from retarget import landmarks as lm
+from retarget.compose import paste
+from retarget.generators import FaceEdit, GeneratedFace, make_generator
+from retarget.generators.warp import (WarpGenerator, WarpSettings, backward_map, border_feather, clamp_iris,
+                                      crop_box, face_size, face_triangles, hole_triangles, mesh_triangles,
+                                      signed_areas, untangle)
+
+NO_AUS = np.zeros(17, np.float32)
+
+
+def generate(image: np.ndarray, source: np.ndarray, destination: np.ndarray, **kwargs) -> GeneratedFace:
+    drive_image = kwargs.pop("drive_image", None)
+    drive_landmarks = kwargs.pop("drive_landmarks", None)
+    generator = WarpGenerator(WarpSettings(**kwargs))
+    edit = FaceEdit(image=image, source=source.astype(np.float32), destination=destination.astype(np.float32),
+                    relative_aus=NO_AUS, drive_image=drive_image, drive_landmarks=drive_landmarks)
+    return generator.generate(edit)
+
+
+def crop_of(image: np.ndarray, face: GeneratedFace) -> np.ndarray:
+    x0, y0, x1, y1 = face.box
+    return image[y0:y1, x0:x1]
+
+
+def grey(image: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY).astype(np.float64)
+
+
+def distance_from_face(shape: tuple[int, int], points: np.ndarray) -> np.ndarray:
+    """(h, w) distance in pixels of each pixel from the face oval polygon (0 inside)."""
+    inside = polygon_mask(shape, points[lm.FACE_OVAL, :2]).astype(np.uint8)
+    return cv2.distanceTransform(1 - inside, cv2.DIST_L2, 5)
+
+
+# ---------------------------------------------------------------------------------------------- identity
+
+
+def test_identity_edit_changes_nothing(astronaut: np.ndarray, astronaut_landmarks: np.ndarray) -> None:
+    face = generate(astronaut, astronaut_landmarks, astronaut_landmarks.copy())
+    x0, y0, x1, y1 = face.box
+    assert 0 <= x0 < x1 <= 512 and 0 <= y0 < y1 <= 512
+    assert face.image.shape == (y1 - y0, x1 - x0, 3) and face.image.dtype == np.uint8
+    assert face.alpha.shape == (y1 - y0, x1 - x0)
+    diff = np.abs(face.image.astype(int) - crop_of(astronaut, face))
+    assert diff.max() <= 1
+    frame = astronaut.copy()
+    np.testing.assert_array_equal(paste(frame, face), astronaut)
+    np.testing.assert_array_equal(frame, astronaut)  # not pasted in place unless asked
+
+
+# ------------------------------------------------------------------------------------------------- mouth
+
+
+def test_opening_the_mouth_keeps_far_pixels(astronaut: np.ndarray, astronaut_landmarks: np.ndarray) -> None:
+    size = face_size(astronaut_landmarks)
+    destination = open_mouth(astronaut_landmarks, 0.12 * size)
+    face = generate(astronaut, astronaut_landmarks, destination)
+    crop = crop_of(astronaut, face).astype(int)
+    out = face.image.astype(int)
+    # the crop's border ring (0.6 face sizes from the face) is as it was
+    ring = np.ones(crop.shape[:2], bool)
+    ring[4:-4, 4:-4] = False
+    assert np.abs(out - crop)[ring].max() <= 2
+    # the edit did happen: the chin region changed a lot
+    chin = polygon_mask(crop.shape[:2], destination[[lm.CHIN, 148, 377], :2] - face.box[:2])
+    assert np.abs(out - crop)[cv2.dilate(chin.astype(np.uint8), np.ones((15, 15))) > 0].mean() > 5
+    # pasted back: nothing outside the box moved at all
+    pasted = paste(astronaut, face)
+    x0, y0, x1, y1 = face.box
+    outside = np.ones((512, 512), bool)
+    outside[y0:y1, x0:x1] = False
+    np.testing.assert_array_equal(pasted[outside], astronaut[outside])
+
+
+def paint_mouth(image: np.ndarray, points: np.ndarray, colour: tuple[int, int, int]) -> np.ndarray:
+    out = image.copy()
+    cv2.fillPoly(out, [np.round(points[lm.INNER_LIP_LOOP, :2]).astype(np.int32)], colour)
+    return out
+
+
+def greenness(pixels: np.ndarray) -> np.ndarray:
+    p = pixels.astype(int)
+    return p[..., 1] - np.maximum(p[..., 0], p[..., 2])
+
+
+@pytest.mark.parametrize("interior", [True, False])
+def test_mouth_interior_comes_from_the_driver(astronaut: np.ndarray, astronaut_landmarks: np.ndarray,
+                                              interior: bool) -> None:
+    """The driver's mouth is painted pure green: an opening target mouth shows it (only when enabled)."""
+    driver = paint_mouth(astronaut, astronaut_landmarks, (0, 255, 0))
+    assert greenness(astronaut).max() < 100  # no such green in the photo itself
+    destination = open_mouth(astronaut_landmarks, 0.14 * face_size(astronaut_landmarks))
+    face = generate(astronaut, astronaut_landmarks, destination, mouth_interior=interior,
+                    drive_image=driver, drive_landmarks=astronaut_landmarks.copy())
+    result = paste(astronaut, face)
+    mouth = cv2.erode(polygon_mask((512, 512), destination[lm.INNER_LIP_LOOP, :2]).astype(np.uint8),
+                      np.ones((5, 5), np.uint8)) > 0
+    assert mouth.sum() > 500
+    green = greenness(result[mouth]) > 80
+    if interior:
+        assert green.mean() > 0.7
+    else:
+        assert green.mean() == 0.0
+    # never outside the (destination) mouth
+    around = cv2.dilate(mouth.astype(np.uint8), np.ones((25, 25), np.uint8)) == 0
+    assert (greenness(result[around]) > 80).sum() == 0
+
+
+def test_mouth_interior_only_when_the_mouth_opens(astronaut: np.ndarray, astronaut_landmarks: np.ndarray) -> None:
+    driver = paint_mouth(astronaut, astronaut_landmarks, (0, 255, 0))
+    face = generate(astronaut, astronaut_landmarks, astronaut_landmarks.copy(), drive_image=driver,
+                    drive_landmarks=astronaut_landmarks.copy())
+    assert (greenness(face.image) > 80).sum() == 0
+
+
+def test_closing_the_mouth_keeps_the_surroundings(astronaut: np.ndarray, astronaut_landmarks: np.ndarray) -> None:
+    """A driver's closed lips on this open-mouthed target: the inner lips meet, hair and neck stay put."""
+    destination = astronaut_landmarks.copy()
+    destination[lm.INNER_LIP_LOWER[1:-1], :2] = astronaut_landmarks[lm.INNER_LIP_UPPER[1:-1], :2]
+    face = generate(astronaut, astronaut_landmarks, destination)
+    crop = crop_of(astronaut, face).astype(int)
+    local = astronaut_landmarks[:, :2] - np.array(face.box[:2], np.float32)
+    far = distance_from_face(crop.shape[:2], local) > 0.25 * face_size(astronaut_landmarks)
+    assert np.abs(face.image.astype(int) - crop)[far].max() <= 3
+
+
+# -------------------------------------------------------------------------------------------------- eyes
+
+
+def eye_masks(points: np.ndarray, shape=(512, 512)) -> list[np.ndarray]:
+    return [polygon_mask(shape, points[eye, :2]) for eye in (lm.RIGHT_EYE, lm.LEFT_EYE)]
+
+
+def test_closing_the_eyes_hides_iris_and_sclera(astronaut: np.ndarray, astronaut_landmarks: np.ndarray) -> None:
+    destination = close_eyes(astronaut_landmarks)
+    result = paste(astronaut, generate(astronaut, astronaut_landmarks, destination))
+    before, after = grey(astronaut), grey(result)
+    for mask in eye_masks(astronaut_landmarks):
+        assert mask.sum() > 200
+        # the open eye: a dark iris and white sclera, a high contrast; closed: lid skin
+        assert after[mask].std() <= 0.7 * before[mask].std()
+        assert (after[mask] > 170).sum() <= 0.2 * (before[mask] > 170).sum()  # sclera gone
+        assert np.percentile(after[mask], 10) >= np.percentile(before[mask], 10) + 10  # darkest (pupil) gone
+    # the rest of the face is not darkened or brightened overall
+    skin = polygon_mask((512, 512), astronaut_landmarks[lm.FACE_OVAL, :2])
+    for mask in eye_masks(astronaut_landmarks):
+        skin &= ~cv2.dilate(mask.astype(np.uint8), np.ones((31, 31), np.uint8)).astype(bool)
+    assert abs(after[skin].mean() - before[skin].mean()) < 1.0
+
+
+def source_reads_inside_eyes(points: np.ndarray, destination: np.ndarray, grid: int) -> list[float]:
+    """Fraction of each source eye opening's pixels whose backward map reads inside that opening."""
+    size = face_size(points)
+    x0, y0, x1, y1 = crop_box(points, destination, 0.6 * size, (512, 512, 3))
+    offset = np.array([x0, y0], np.float32)
+    src = clamp_iris(points[:, :2]) - offset
+    dst = untangle(src, clamp_iris(destination[:, :2]) - offset)
+    map_x, map_y = backward_map(src, dst, destination[:, 2], face_triangles(), (y1 - y0, x1 - x0), grid,
+                                0.25 * size)
+    fractions = []
+    for eye in (lm.RIGHT_EYE, lm.LEFT_EYE):
+        poly = (points[eye, :2] - offset).astype(np.float32)
+        ys, xs = np.nonzero(polygon_mask((y1 - y0, x1 - x0), poly))
+        depth = [cv2.pointPolygonTest(poly, (float(map_x[y, x]), float(map_y[y, x])), True) for y, x in zip(ys, xs)]
+        fractions.append(float((np.array(depth) > 0.5).mean()))
+    return fractions
+
+
+@pytest.mark.xfail(reason="warp.py: the 256-cell field is bilinearly upsampled across the shut-lid line, so pixels "
+                          "on that line read up to ~3 px into the eyeball (12% of the former left-eye opening on this "
+                          "face; it shows as a thin dark lash line); a finer field near the eyes would fix it")
+def test_closed_eye_reads_skin_not_eyeball(astronaut_landmarks: np.ndarray) -> None:
+    """Where the eye was open, a closed eye shows lid skin: the warp reads (almost) nothing from the eyeball."""
+    closed = close_eyes(astronaut_landmarks)
+    assert max(source_reads_inside_eyes(astronaut_landmarks, closed, grid=256)) < 0.1
+    # upper lids onto lower lids in x as well: with a full-resolution field nothing at all is read from inside
+    assert max(source_reads_inside_eyes(astronaut_landmarks, close_eyes(astronaut_landmarks, x_too=True),
+                                        grid=2048)) == 0.0
+    # (and an open eye, for contrast, reads itself)
+    assert min(source_reads_inside_eyes(astronaut_landmarks, astronaut_landmarks.copy(), grid=256)) > 0.7
+
+
+# --------------------------------------------------------------------------------------- map invariants
+
+
+def map_displacement(points: np.ndarray, destination: np.ndarray, grid: int = 256) -> tuple[float, float]:
+    """(largest landmark motion, largest backward-map displacement), pixels."""
+    size = face_size(points)
+    x0, y0, x1, y1 = crop_box(points, destination, 0.6 * size, (512, 512, 3))
+    offset = np.array([x0, y0], np.float32)
+    src = clamp_iris(points[:, :2]) - offset
+    dst = untangle(src, clamp_iris(destination[:, :2]) - offset)
+    map_x, map_y = backward_map(src, dst, destination[:, 2], face_triangles(), (y1 - y0, x1 - x0), grid,
+                                0.25 * size)
+    disp = np.hypot(map_x - np.arange(x1 - x0)[None], map_y - np.arange(y1 - y0)[:, None])
+    return float(np.hypot(*(dst - src).T).max()), float(disp.max())
+
+
+def _mouth_closed(p: np.ndarray) -> np.ndarray:
+    out = p.copy()
+    out[lm.INNER_LIP_LOWER[1:-1], :2] = p[lm.INNER_LIP_UPPER[1:-1], :2]
+    return out
+
+
+def _collapsed_triangle(p: np.ndarray) -> np.ndarray:
+    out = p.copy()
+    out[74, :2] = (p[40, :2] + p[185, :2]) / 2  # mesh triangle (40, 74, 185) at the mouth corner: zero area
+    return out
+
+
+def _jittered(p: np.ndarray) -> np.ndarray:
+    out = p.copy()
+    out[:, :2] += np.random.default_rng(3).normal(0, 2.0, (len(p), 2))
+    return out
+
+
+@pytest.mark.parametrize("edit", [
+    pytest.param(lambda p: close_eyes(p), id="eyes-closed"),
+    pytest.param(lambda p: open_mouth(p, 30.0), id="mouth-open"),
+    pytest.param(_mouth_closed, id="mouth-closed"),
+    pytest.param(_collapsed_triangle, id="collapsed-triangle"),
+    pytest.param(_jittered, id="jittered"),
+])
+def test_backward_map_never_reads_farther_than_the_landmarks_moved(astronaut_landmarks: np.ndarray, edit) -> None:
+    """A piecewise-affine map moves each pixel by a blend of its triangle's corner motions, and the outside
+    extension only fades those: no pixel may read from farther away than the largest landmark motion."""
+    motion, read = map_displacement(astronaut_landmarks, edit(astronaut_landmarks))
+    assert read <= motion + 1.0
+
+
+# ------------------------------------------------------------------------------------------------ untangle
+
+
+def folded(src: np.ndarray, dst: np.ndarray) -> int:
+    tris = mesh_triangles()
+    ref = signed_areas(src, tris)
+    return int(((np.sign(signed_areas(dst, tris)) != np.sign(ref)) & (np.abs(ref) > 1.0)).sum())
+
+
+@pytest.mark.parametrize("vertex, shift", [
+    (1, (0, 25)), (4, (30, 0)), (2, (0, 20)), (13, (0, -30)), (152, (0, -60)),
+])
+def test_untangle_unfolds(astronaut_landmarks: np.ndarray, vertex: int, shift: tuple[int, int]) -> None:
+    src = astronaut_landmarks[:, :2].copy()
+    dst = src.copy()
+    dst[vertex] += shift
+    assert folded(src, dst) > 0  # the edit does fold the mesh
+    fixed = untangle(src, dst)
+    assert folded(src, fixed) == 0
+    # vertices far from the fold keep their destination
+    far = np.linalg.norm(src - src[vertex], axis=1) > 0.3 * face_size(astronaut_landmarks)
+    np.testing.assert_allclose(fixed[far], dst[far], atol=1e-4)
+
+
+def test_untangle_leaves_an_unfolded_destination_alone(astronaut_landmarks: np.ndarray) -> None:
+    src = astronaut_landmarks[:, :2].copy()
+    a = np.deg2rad(10)
+    dst = (1.1 * src @ np.array([[np.cos(a), np.sin(a)], [-np.sin(a), np.cos(a)]]) + [5.0, -7.0]).astype(np.float32)
+    assert folded(src, dst) == 0  # a similarity folds nothing
+    np.testing.assert_allclose(untangle(src, dst), dst, atol=1e-4)
+
+
+def folded_area(src: np.ndarray, dst: np.ndarray) -> float:
+    tris = mesh_triangles()
+    ref, now = signed_areas(src, tris), signed_areas(dst, tris)
+    bad = (np.sign(now) != np.sign(ref)) & (np.abs(ref) > 1.0)
+    return float(np.abs(now[bad]).sum() / 2)
+
+
+@pytest.mark.xfail(reason="warp.untangle: the mouth-corner vertex 61 is relaxed to its neighbours' mean displacement, "
+                          "which the lower lip dominates, so the sliver (57, 61, 185) folds further instead of "
+                          "unfolding (twice its signed area: 2.6 at rest, -0.6 in the input, -62 after untangle for a "
+                          "30 px drop; at 50 px the folded count rises 5 -> 6)")
+@pytest.mark.parametrize("drop", [10.0, 30.0, 50.0])
+def test_untangle_unfolds_a_jaw_drop(astronaut_landmarks: np.ndarray, drop: float) -> None:
+    src = astronaut_landmarks[:, :2].copy()
+    dst = open_mouth(astronaut_landmarks, drop)[:, :2].astype(np.float32)
+    assert folded(src, dst) > 0  # slivers at the mouth corners and the jaw fold a little
+    fixed = untangle(src, dst)
+    assert folded_area(src, fixed) <= folded_area(src, dst)  # never worse
+    assert folded(src, fixed) == 0
+
+
+# ------------------------------------------------------------------------------------------- mesh, helpers
+
+
+def test_mesh_topology() -> None:
+    tris = mesh_triangles()
+    assert tris.shape[1] == 3 and len(tris) > 800
+    assert set(np.unique(tris)) == set(range(468))  # every mesh point, no iris points
+    edges: dict[tuple[int, int], int] = {}
+    for t in face_triangles().tolist():
+        for a, b in ((t[0], t[1]), (t[1], t[2]), (t[0], t[2])):
+            key = (min(a, b), max(a, b))
+            edges[key] = edges.get(key, 0) + 1
+    assert max(edges.values()) <= 2  # a manifold: no edge shared by three triangles
+    # the eyes and the mouth are closed by the hole fillers: their outlines are interior edges
+    for loop in (lm.RIGHT_EYE, lm.LEFT_EYE, lm.INNER_LIP_LOOP):
+        for a, b in zip(loop, np.roll(loop, -1)):
+            assert edges[(min(a, b), max(a, b))] == 2, (a, b)
+    assert len(hole_triangles()) == len(face_triangles()) - len(tris)
+
+
+def test_clamp_iris() -> None:
+    points = np.zeros((478, 2), np.float32)
+    for pairs, corners, centre, x0 in ((lm.RIGHT_LID_PAIRS, lm.RIGHT_EYE_CORNERS, lm.RIGHT_IRIS_CENTRE, 0.0),
+                                       (lm.LEFT_LID_PAIRS, lm.LEFT_EYE_CORNERS, lm.LEFT_IRIS_CENTRE, 100.0)):
+        xs = x0 + np.linspace(5, 35, len(pairs))
+        points[pairs[:, 0]] = np.stack([xs, np.full(len(pairs), 40.0)], 1)
+        points[pairs[:, 1]] = np.stack([xs, np.full(len(pairs), 50.0)], 1)
+        points[list(corners)] = [[x0, 45.0], [x0 + 40, 45.0]]
+        points[centre] = [x0 + 20, 80.0]  # far below the lower lid
+    out = clamp_iris(points)
+    assert 40 < out[lm.RIGHT_IRIS_CENTRE, 1] < 50 and out[lm.RIGHT_IRIS_CENTRE, 0] == pytest.approx(20)
+    points[lm.LEFT_IRIS_CENTRE] = [500.0, 45.0]  # beyond the outer corner
+    out = clamp_iris(points)
+    assert 100 < out[lm.LEFT_IRIS_CENTRE, 0] < 140
+    # a closed eye: the hub sits on the lid line
+    points[lm.RIGHT_LID_PAIRS[:, 0], 1] = 50.0
+    assert clamp_iris(points)[lm.RIGHT_IRIS_CENTRE, 1] == pytest.approx(50.0)
+    assert points[lm.RIGHT_IRIS_CENTRE, 1] == 80.0  # input untouched
+
+
+def test_border_feather() -> None:
+    alpha = border_feather((100, 200), 0.1)  # ramps over 10 pixels
+    assert alpha.shape == (100, 200) and alpha.dtype == np.float32
+    assert alpha.min() >= 0 and alpha.max() == 1.0
+    assert alpha[0, 0] < 0.01 and alpha[50, 0] == pytest.approx(0.05) and alpha[0, 100] == pytest.approx(0.05)
+    np.testing.assert_array_equal(alpha[10:-10, 10:-10], 1.0)
+    row = alpha[50, :11]
+    assert np.all(np.diff(row) > 0)  # a ramp up from the border
+    np.testing.assert_allclose(alpha, alpha[::-1, ::-1])  # symmetric
+
+
+def test_paste_blends_by_alpha_and_weight() -> None:
+    frame = np.full((20, 30, 3), 100, np.uint8)
+    face = GeneratedFace((10, 5, 20, 15), np.full((10, 10, 3), 200, np.uint8), np.ones((10, 10), np.float32))
+    full = paste(frame, face)
+    assert (full[5:15, 10:20] == 200).all()
+    untouched = np.ones((20, 30), bool)
+    untouched[5:15, 10:20] = False
+    assert (full[untouched] == 100).all()
+    np.testing.assert_array_equal(paste(frame, face, weight=0.0), frame)
+    half = paste(frame, face, weight=0.5)
+    assert np.abs(half[5:15, 10:20].astype(int) - 150).max() <= 1
+    face.alpha[:, :5] = 0.0
+    part = paste(frame, face)
+    assert (part[5:15, 10:15] == 100).all() and (part[5:15, 15:20] == 200).all()
+    assert (frame == 100).all()  # a new array unless asked otherwise
+
+
+def test_make_generator() -> None:
+    generator = make_generator("warp", grid=64, mouth_interior=False)
+    assert generator.name == "warp" and generator.settings.grid == 64 and not generator.settings.mouth_interior
+    with pytest.raises(ValueError, match="unknown generator"):
+        make_generator("nope")
