@@ -92,6 +92,14 @@ def validate(c: RetargetConfig) -> None:
     for name in ("smooth_expression", "smooth_pose", "gap_blend", "drive_release"):
         if getattr(c, name) < 0:
             raise RetargetError(f"{name} must not be negative")
+    # checked here, before any tracking, rather than when the generator or the encoder is first made
+    from .generators import GENERATORS
+    from .video import X264_PRESETS
+
+    if c.generator not in GENERATORS:
+        raise RetargetError(f"unknown generator {c.generator!r} (available: {', '.join(GENERATORS)})")
+    if c.x264_preset not in X264_PRESETS:
+        raise RetargetError(f"unknown x264 preset {c.x264_preset!r}; use one of {', '.join(X264_PRESETS)}")
     from .generators.warp import WarpSettings
 
     bad = set(c.warp) - {f.name for f in dataclasses.fields(WarpSettings)}

@@ -8,6 +8,9 @@ from __future__ import annotations
 from .base import FaceEdit, GeneratedFace, Generator
 
 
+GENERATORS = ("warp",)  # the names make_generator knows
+
+
 def make_generator(name: str, **settings) -> Generator:
     """The generator called ``name`` (``"warp"``: training-free, CPU, the default)."""
     if name == "warp":
@@ -17,4 +20,4 @@ def make_generator(name: str, **settings) -> Generator:
     raise ValueError(f"unknown generator {name!r} (available: warp)")
 
 
-__all__ = ["FaceEdit", "GeneratedFace", "Generator", "make_generator"]
+__all__ = ["GENERATORS", "FaceEdit", "GeneratedFace", "Generator", "make_generator"]

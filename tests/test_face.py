@@ -1,0 +1,171 @@
+"""retarget.face: similarity fit, reference shape, head pose; tracking on a real face photo."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+
+from retarget import landmarks as lm
+from retarget.face import (FaceTracker, estimate_pose, reference_shape, rotation_to_euler, similarity_fit,
+                           track_frames)
+from retarget.types import N_LANDMARKS, Frame, Track
+
+
+def moved_track(points: np.ndarray, poses: list[tuple[float, np.ndarray, np.ndarray]],
+                lost: tuple[int, ...] = ()) -> Track:
+    """A track whose frame t is ``s * R @ (points - centre) + centre + t`` for each ``(s, R, t)`` in ``poses``."""
+    centre = points.mean(0)
+    frames = [(s * (points - centre) @ r.T + centre + t).astype(np.float32) for s, r, t in poses]
+    landmarks = np.stack(frames)
+    found = np.ones(len(poses), bool)
+    for k in lost:
+        found[k] = False
+        landmarks[k] = np.nan
+    return Track(np.arange(len(poses)) / 30.0, landmarks, found, 1000, 1000)
+
+
+POSES = [
+    (1.0, np.eye(3), np.zeros(3)),
+    (0.6, Rotation.from_euler("xyz", [5, -12, 20], degrees=True).as_matrix(), np.array([40.0, -25.0, 3.0])),
+    (1.7, Rotation.from_euler("xyz", [-8, 15, -10], degrees=True).as_matrix(), np.array([-60.0, 80.0, -5.0])),
+    (1.2, Rotation.from_euler("z", 35, degrees=True).as_matrix(), np.array([10.0, 10.0, 0.0])),
+]
+
+
+# ------------------------------------------------------------------------------------------- similarity_fit
+
+
+@pytest.mark.parametrize("dim", [2, 3])
+def test_similarity_fit_recovers_known_transform(dim: int) -> None:
+    rng = np.random.default_rng(dim)
+    src = rng.normal(0, 50, (40, dim))
+    if dim == 3:
+        rot = Rotation.from_euler("xyz", [20, -35, 50], degrees=True).as_matrix()
+    else:
+        a = np.deg2rad(-70)
+        rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    scale, shift = 2.5, rng.normal(0, 100, dim)
+    dst = scale * src @ rot.T + shift
+    s, r, t = similarity_fit(src, dst)
+    assert s == pytest.approx(scale, rel=1e-9)
+    np.testing.assert_allclose(r, rot, atol=1e-9)
+    np.testing.assert_allclose(t, shift, atol=1e-7)
+
+
+def test_similarity_fit_least_squares_with_noise_and_never_reflects() -> None:
+    rng = np.random.default_rng(1)
+    src = rng.normal(0, 1, (200, 3))
+    rot = Rotation.from_euler("xyz", [10, 20, 30], degrees=True).as_matrix()
+    dst = 0.5 * src @ rot.T + [1, 2, 3] + rng.normal(0, 0.01, (200, 3))
+    s, r, _ = similarity_fit(src, dst)
+    assert s == pytest.approx(0.5, rel=0.01)
+    assert np.abs(r - rot).max() < 0.02
+    # a mirrored target has no proper rotation that fits it exactly; the answer must still be one
+    mirrored = src * [-1, 1, 1]
+    _, r, _ = similarity_fit(src, mirrored)
+    assert np.linalg.det(r) == pytest.approx(1.0)
+    np.testing.assert_allclose(r @ r.T, np.eye(3), atol=1e-9)
+
+
+# ------------------------------------------------------------------------------------------ reference_shape
+
+
+def test_reference_shape_is_centred_unit_and_upright(astronaut_landmarks: np.ndarray) -> None:
+    ref = reference_shape(moved_track(astronaut_landmarks.astype(np.float64), POSES[:1]))
+    rigid = ref[lm.RIGID]
+    np.testing.assert_allclose(rigid.mean(0), 0.0, atol=1e-9)
+    assert np.sqrt((rigid ** 2).sum(1).mean()) == pytest.approx(1.0, abs=1e-9)
+    # x along the eye line towards the subject's left, y down the face
+    right, left = ref[lm.RIGHT_EYE_CORNERS[0]], ref[lm.LEFT_EYE_CORNERS[0]]
+    assert left[0] > right[0] + 0.5
+    assert abs(left[1] - right[1]) < 1e-9 and abs(left[2] - right[2]) < 1e-9
+    assert ref[lm.CHIN, 1] > ref[lm.NOSE_TIP, 1] > ref[10, 1]
+    assert ref.shape == (N_LANDMARKS, 3)
+
+
+def test_reference_shape_does_not_depend_on_pose(astronaut_landmarks: np.ndarray) -> None:
+    still = reference_shape(moved_track(astronaut_landmarks.astype(np.float64), POSES[:1]))
+    moving = reference_shape(moved_track(astronaut_landmarks.astype(np.float64), POSES, lost=(2,)))
+    np.testing.assert_allclose(moving, still, atol=1e-4)
+
+
+def test_reference_shape_without_face_raises() -> None:
+    track = Track(np.zeros(2), np.full((2, N_LANDMARKS, 3), np.nan, np.float32), np.zeros(2, bool), 10, 10)
+    with pytest.raises(ValueError, match="no frame with a face"):
+        reference_shape(track)
+
+
+# -------------------------------------------------------------------------------------------- estimate_pose
+
+
+def test_estimate_pose_removes_pose_and_recovers_it(astronaut_landmarks: np.ndarray) -> None:
+    track = moved_track(astronaut_landmarks.astype(np.float64), POSES)
+    ref = reference_shape(track)
+    pose, normalised = estimate_pose(track, ref)
+    assert normalised.shape == (len(POSES), N_LANDMARKS, 3) and normalised.dtype == np.float32
+    # the same face in every frame: normalised landmarks equal across frames and equal to the reference
+    for t in range(len(POSES)):
+        np.testing.assert_allclose(normalised[t], ref, atol=2e-4)
+    # the recovered motion relative to frame 0 is the applied one
+    for t, (s, r, _) in enumerate(POSES):
+        np.testing.assert_allclose(pose.rotation[t] @ pose.rotation[0].T, r, atol=1e-5)
+        assert pose.scale[t] / pose.scale[0] == pytest.approx(s, rel=1e-6)
+        assert np.linalg.det(pose.rotation[t]) == pytest.approx(1.0)
+        # and the pose maps the normalised face back onto the frame
+        np.testing.assert_allclose(pose.apply(t, normalised[t].astype(np.float64)), track.landmarks[t],
+                                   atol=0.05)
+
+
+def test_estimate_pose_lost_frames_get_nan_and_nearest_pose(astronaut_landmarks: np.ndarray) -> None:
+    track = moved_track(astronaut_landmarks.astype(np.float64), POSES, lost=(1, 2))
+    pose, normalised = estimate_pose(track, reference_shape(track))
+    assert np.isnan(normalised[1]).all() and np.isnan(normalised[2]).all()
+    assert np.isfinite(normalised[[0, 3]]).all()
+    # frame 1 is nearest to frame 0, frame 2 to frame 3
+    np.testing.assert_allclose(pose.rotation[1], pose.rotation[0])
+    np.testing.assert_allclose(pose.translation[2], pose.translation[3])
+    assert pose.scale[2] == pose.scale[3]
+
+
+def test_rotation_to_euler_round_trip() -> None:
+    angles = np.deg2rad([12.0, -25.0, 40.0])  # pitch (x), yaw (y), roll (z)
+    r = Rotation.from_euler("xyz", angles).as_matrix()  # extrinsic x, y, z: Rz @ Ry @ Rx
+    np.testing.assert_allclose(rotation_to_euler(r), angles, atol=1e-9)
+    np.testing.assert_allclose(rotation_to_euler(np.eye(3)), 0.0, atol=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------- tracking
+
+
+def test_tracker_finds_the_face_where_it_is(astronaut: np.ndarray, astronaut_landmarks: np.ndarray) -> None:
+    pts = astronaut_landmarks
+    assert pts.shape == (N_LANDMARKS, 3) and pts.dtype == np.float32
+    # the astronaut's face sits in the middle of the crop; the right eye (subject's) is on the image's left
+    assert 100 < pts[lm.NOSE_TIP, 0] < 400 and 100 < pts[lm.NOSE_TIP, 1] < 400
+    assert pts[lm.RIGHT_EYE_CORNERS[0], 0] < pts[lm.LEFT_EYE_CORNERS[0], 0]
+    assert pts[lm.UPPER_LIP_TOP, 1] < pts[lm.LOWER_LIP_BOTTOM, 1] < pts[lm.CHIN, 1]
+    # the iris centre lies between its eye's corners
+    xs = pts[list(lm.RIGHT_EYE_CORNERS), 0]
+    assert xs.min() < pts[lm.RIGHT_IRIS_CENTRE, 0] < xs.max()
+
+
+def test_track_frames_marks_frames_without_a_face(astronaut: np.ndarray) -> None:
+    grey = np.full_like(astronaut, 128)
+    frames = [Frame(0, 0.0, grey), Frame(1, 0.04, astronaut.copy()), Frame(2, 0.08, astronaut.copy())]
+    calls = []
+    track = track_frames(iter(frames), 512, 512, on_frame=lambda: calls.append(1))
+    assert track.found.tolist() == [False, True, True]
+    assert np.isnan(track.landmarks[0]).all() and np.isfinite(track.landmarks[1:]).all()
+    np.testing.assert_allclose(track.times, [0.0, 0.04, 0.08])
+    assert len(calls) == 3 and (track.width, track.height) == (512, 512)
+
+
+def test_track_frames_empty() -> None:
+    track = track_frames(iter([]), 20, 10)
+    assert len(track) == 0 and track.landmarks.shape == (0, N_LANDMARKS, 3)
+
+
+def test_tracker_returns_none_without_face() -> None:
+    with FaceTracker(still=True) as tracker:
+        assert tracker(np.full((64, 64, 3), 90, np.uint8)) is None

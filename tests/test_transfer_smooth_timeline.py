@@ -1,0 +1,350 @@
+"""retarget.transfer, retarget.smooth, retarget.timeline and the render plan that combines them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from _helpers import close_eyes, open_mouth
+
+from retarget import landmarks as lm
+from retarget.analysis import analyse_clip
+from retarget.config import RetargetConfig
+from retarget.plan import build_plan, keep_own_closures
+from retarget.smooth import fill_gaps, smooth, window_frames
+from retarget.timeline import (drive_times, ease_after_end, gap_weights, hold_and_release, nearest_index,
+                               sample)
+from retarget.transfer import (CLOSURE_NOISE, CLOSURE_SHUT, REGIONS, eye_closure, region_scales, transfer,
+                               uncross_lids)
+from retarget.types import Track
+
+# ------------------------------------------------------------------------------------------------ transfer
+
+
+def with_eyes_scaled(shape: np.ndarray, factor: float) -> np.ndarray:
+    """Copy of ``shape`` with each eye (contour and iris) stretched vertically by ``factor`` about its centre."""
+    out = shape.copy()
+    for name in ("right_eye", "left_eye"):
+        idx = REGIONS[name]
+        centre = shape[idx, 1].mean()
+        out[idx, 1] = centre + factor * (shape[idx, 1] - centre)
+    return out
+
+
+@pytest.mark.parametrize("factor", [2.0, 0.6])
+def test_eye_closure_closes_a_differently_sized_target_eye_exactly(astronaut_neutral: np.ndarray,
+                                                                  factor: float) -> None:
+    drive_neutral = astronaut_neutral
+    blink = close_eyes(drive_neutral)  # the driver's lids meet
+    target_neutral = with_eyes_scaled(drive_neutral, factor)
+    scales = region_scales(drive_neutral, target_neutral)
+    assert np.allclose(scales[REGIONS["right_eye"], 1], factor, rtol=1e-6)
+    out = transfer((blink - drive_neutral)[None], drive_neutral, target_neutral, scales)[0]
+    for pairs in (lm.RIGHT_LID_PAIRS, lm.LEFT_LID_PAIRS):
+        np.testing.assert_allclose(out[pairs[:, 0], 1], out[pairs[:, 1], 1], atol=1e-3)
+        # the lower lids stay where the target's are (the driver's lower lids did not move)
+        np.testing.assert_allclose(out[pairs[:, 1]], target_neutral[pairs[:, 1]], atol=1e-6)
+    # nothing else moves
+    others = np.setdiff1d(np.arange(478), np.concatenate([lm.RIGHT_LID_PAIRS.ravel(), lm.LEFT_LID_PAIRS.ravel()]))
+    np.testing.assert_allclose(out[others], target_neutral[others], atol=1e-6)
+
+
+@pytest.mark.parametrize("factor", [2.0, 0.6])
+def test_partial_eye_closure_is_the_same_fraction_of_any_eye(astronaut_neutral: np.ndarray, factor: float) -> None:
+    """A half-closed driver eye leaves the same (calibrated) fraction of the target's own opening."""
+    drive_neutral = astronaut_neutral
+    target_neutral = with_eyes_scaled(drive_neutral, factor)
+    scales = region_scales(drive_neutral, target_neutral)
+    closures = np.array([0.0, 0.05, 0.3, 0.5, 0.8, 1.0])
+    frames = np.stack([drive_neutral + c * (close_eyes(drive_neutral) - drive_neutral) for c in closures])
+    out = transfer(frames - drive_neutral, drive_neutral, target_neutral, scales)
+    measured = eye_closure(frames, drive_neutral)
+    np.testing.assert_allclose(measured, closures[:, None].repeat(2, 1), atol=1e-6)
+    opening = 1.0 - eye_closure(out, target_neutral)  # fraction of the target's own neutral opening
+    expected = 1.0 - np.clip((closures - CLOSURE_NOISE) / (CLOSURE_SHUT - CLOSURE_NOISE), 0, 1)
+    small = closures <= CLOSURE_NOISE  # tracking noise: the lids just follow the scaled displacement
+    expected[small] = 1.0 - closures[small]
+    np.testing.assert_allclose(opening, expected[:, None].repeat(2, 1), atol=1e-3)
+    assert np.all(np.diff(opening[:, 0]) <= 1e-9)  # more closure never opens the eye
+
+
+def test_transfer_intensity(astronaut_neutral: np.ndarray) -> None:
+    drive_neutral = astronaut_neutral
+    target_neutral = drive_neutral * [1.1, 0.9, 1.0] + [0.05, -0.02, 0.0]
+    disp = (open_mouth(drive_neutral, 0.2) - drive_neutral)[None]
+    scales = region_scales(drive_neutral, target_neutral)
+    zero = transfer(disp, drive_neutral, target_neutral, scales, intensity=0.0)
+    np.testing.assert_allclose(zero[0], target_neutral, atol=1e-6)
+    assert zero.dtype == np.float32
+    full = transfer(disp, drive_neutral, target_neutral, scales, intensity=1.0)[0]
+    half = transfer(disp, drive_neutral, target_neutral, scales, intensity=0.5)[0]
+    np.testing.assert_allclose(half, (full + target_neutral) / 2, atol=1e-5)
+    # the mouth opens by the driver's opening measured in the target's face height
+    gap = lambda s: s[lm.LOWER_LIP_INNER, 1] - s[lm.UPPER_LIP_INNER, 1]  # noqa: E731
+    assert gap(full) - gap(target_neutral) == pytest.approx(0.2 * scales[lm.LOWER_LIP_INNER, 1], rel=1e-4)
+    # a blink at intensity 0 leaves the target's eyes open too
+    blink = (close_eyes(drive_neutral) - drive_neutral)[None]
+    np.testing.assert_allclose(transfer(blink, drive_neutral, target_neutral, scales, 0.0)[0], target_neutral,
+                               atol=1e-6)
+
+
+def test_region_scales_of_a_uniformly_bigger_face(astronaut_neutral: np.ndarray) -> None:
+    np.testing.assert_allclose(region_scales(astronaut_neutral, 1.5 * astronaut_neutral), 1.5, rtol=1e-5)
+    # limits keep a wild ratio in range
+    assert region_scales(astronaut_neutral, 10 * astronaut_neutral).max() == pytest.approx(2.0)
+    assert region_scales(astronaut_neutral, 0.1 * astronaut_neutral).min() == pytest.approx(0.5)
+
+
+def test_uncross_lids(astronaut_neutral: np.ndarray) -> None:
+    shapes = np.stack([astronaut_neutral, astronaut_neutral]).copy()
+    up, lo = lm.LEFT_LID_PAIRS[3]
+    shapes[1, up, 1] = shapes[1, lo, 1] + 0.04  # the upper lid passed below the lower one
+    before = shapes.copy()
+    out = uncross_lids(shapes)
+    np.testing.assert_array_equal(shapes, before)  # input untouched
+    mid = (before[1, up, 1] + before[1, lo, 1]) / 2
+    assert out[1, up, 1] == pytest.approx(mid) and out[1, lo, 1] == pytest.approx(mid)
+    # everything else is unchanged, including the other frame and the uncrossed pairs
+    changed = np.argwhere(out != before)
+    assert {tuple(c) for c in changed} <= {(1, up, 1), (1, lo, 1)}
+    np.testing.assert_array_equal(out[0], before[0])
+
+
+# -------------------------------------------------------------------------------------------------- smooth
+
+
+def test_window_frames() -> None:
+    assert window_frames(30, 0.2) == 7
+    assert window_frames(25, 0.2) == 5
+    assert window_frames(30, 0.01) == 3
+    for fps in (12, 24, 25, 29.97, 30, 50, 60):
+        for seconds in (0.1, 0.2, 0.33, 0.5):
+            n = window_frames(fps, seconds)
+            assert n % 2 == 1 and n >= 3 and abs(n - max(3.0, seconds * fps)) <= 1.5
+
+
+def test_smoothing_keeps_a_blink_and_removes_jitter() -> None:
+    fps, n = 30, 120
+    rng = np.random.default_rng(0)
+    clean = np.ones(n)
+    clean[60:64] = 0.0  # a 4-frame full blink (eye opening 1 -> 0)
+    noise = rng.normal(0, 0.05, n)
+    out = smooth(clean + noise, fps=fps, seconds=0.2)
+    depth = 1.0 - out[58:66].min()
+    assert depth >= 0.8
+    residual = (out - clean)[np.r_[0:50, 74:n]]  # away from the blink
+    assert residual.std() <= 0.7 * noise[np.r_[0:50, 74:n]].std()
+
+
+def test_smoothing_is_zero_phase_and_keeps_shapes() -> None:
+    t = np.arange(90) / 30.0
+    quad = np.stack([1 + 2 * t - 0.5 * t ** 2, -t], 1)[:, None, :].repeat(5, 1).astype(np.float32)  # (T, 5, 2)
+    out = smooth(quad, fps=30, seconds=0.33)
+    assert out.shape == quad.shape and out.dtype == np.float32
+    np.testing.assert_allclose(out, quad, atol=1e-4)  # no lag, no shrink: a 2nd-order fit keeps a parabola
+    same = smooth(quad, fps=30, seconds=0)
+    np.testing.assert_array_equal(same, quad)
+    assert same is not quad
+    short = np.arange(4, dtype=float)
+    np.testing.assert_array_equal(smooth(short, fps=30, seconds=0.5), short)
+
+
+def test_fill_gaps_interpolates_and_holds_edges() -> None:
+    values = np.array([[np.nan, 0], [1.0, 10], [np.nan, 0], [np.nan, 0], [4.0, 40], [np.nan, 0]])
+    valid = np.array([False, True, False, False, True, False])
+    out = fill_gaps(values, valid)
+    np.testing.assert_allclose(out[:, 0], [1, 1, 2, 3, 4, 4])
+    np.testing.assert_allclose(out[:, 1], [10, 10, 20, 30, 40, 40])
+    assert np.isnan(values[0, 0])  # input untouched
+    # smoothing with a validity mask bridges the gaps instead of spreading NaN
+    ramp = np.linspace(0, 1, 60)
+    holes = ramp.copy()
+    holes[20:25] = np.nan
+    ok = np.isfinite(holes)
+    np.testing.assert_allclose(smooth(holes, 30, 0.2, valid=ok), ramp, atol=1e-9)
+
+
+# ------------------------------------------------------------------------------------------------ timeline
+
+
+def test_25fps_driver_on_a_30fps_target_is_sampled_by_time() -> None:
+    d_times = np.arange(50) / 25.0  # 2 s at 25 fps
+    ramp = np.stack([3.0 + 2.0 * d_times, -d_times], 1).astype(np.float32)  # (T, 2)
+    out_times = np.arange(58) / 30.0  # up to 1.9 s at 30 fps
+    at = drive_times(out_times, 2.0, loop=False)
+    np.testing.assert_array_equal(at, out_times)
+    got = sample(ramp, d_times, at)
+    np.testing.assert_allclose(got[:, 0], 3.0 + 2.0 * out_times, atol=1e-5)
+    np.testing.assert_allclose(got[:, 1], -out_times, atol=1e-5)
+    # past the driver's last frame the value holds; before its first too
+    past = sample(ramp, d_times, np.array([-1.0, 5.0]))
+    np.testing.assert_allclose(past, ramp[[0, -1]])
+    # (T, 478, 3)-shaped values keep their shape
+    assert sample(np.zeros((50, 478, 3), np.float32), d_times, at).shape == (58, 478, 3)
+
+
+def test_drive_times_loop() -> None:
+    out = np.array([0.0, 1.0, 2.5, 3.2, 7.0])
+    np.testing.assert_allclose(drive_times(out, 3.0, loop=True), [0.0, 1.0, 2.5, 0.2, 1.0])
+    np.testing.assert_allclose(drive_times(out, 3.0, loop=False), out)
+
+
+def test_ease_after_end() -> None:
+    at = np.array([0.0, 1.0, 2.0, 2.3, 2.6, 5.0])
+    w = ease_after_end(at, drive_end=2.0, release=0.3)
+    np.testing.assert_allclose(w[:3], 1.0)
+    assert w[3] == pytest.approx(np.exp(-1.0)) and w[4] == pytest.approx(np.exp(-2.0))
+    assert np.all(np.diff(w) <= 0) and w[-1] < 1e-4
+    np.testing.assert_array_equal(ease_after_end(at, 2.0, 0.0), [1, 1, 1, 0, 0, 0])
+
+
+def test_hold_and_release() -> None:
+    times = np.arange(8) / 10.0
+    values = np.array([[0.0], [0.0], [1.0], [2.0], [0.0], [0.0], [0.0], [5.0]])
+    found = np.array([False, True, True, True, False, False, False, True])
+    out = hold_and_release(values, found, times, release=0.1)
+    np.testing.assert_array_equal(out[found], values[found])  # found frames untouched
+    np.testing.assert_allclose(out[4:7, 0], 2.0 * np.exp(-np.array([1, 2, 3])), rtol=1e-9)  # held, then decays
+    assert 0 < out[6, 0] < out[5, 0] < out[4, 0] < 2.0
+    assert out[0, 0] == 0.0  # nothing to hold before the first face
+    np.testing.assert_array_equal(hold_and_release(values, found, times, 0.0)[4:7], 0.0)
+    assert values[4, 0] == 0.0  # input untouched
+
+
+def test_gap_weights() -> None:
+    times = np.arange(20) / 10.0
+    found = np.ones(20, bool)
+    found[8:10] = False
+    w = gap_weights(found, times, blend=0.3)
+    np.testing.assert_array_equal(w[8:10], 0.0)
+    np.testing.assert_allclose(w[5:8], [1.0, 2 / 3, 1 / 3])  # ramps over 0.3 s towards the gap
+    np.testing.assert_allclose(w[10:13], [1 / 3, 2 / 3, 1.0])
+    np.testing.assert_array_equal(w[:5], 1.0)
+    np.testing.assert_array_equal(w[13:], 1.0)
+    np.testing.assert_array_equal(gap_weights(np.ones(5, bool), times[:5], 0.3), 1.0)
+    np.testing.assert_array_equal(gap_weights(np.zeros(5, bool), times[:5], 0.3), 0.0)
+    np.testing.assert_array_equal(gap_weights(found, times, 0.0), found.astype(float))
+
+
+def test_nearest_index_matches_brute_force() -> None:
+    rng = np.random.default_rng(4)
+    times = np.sort(rng.uniform(0, 10, 37))
+    at = rng.uniform(-2, 12, 500)
+    expected = np.abs(times[None] - at[:, None]).argmin(1)
+    np.testing.assert_array_equal(nearest_index(times, at), expected)
+    np.testing.assert_array_equal(nearest_index(np.array([0.5]), np.array([0.0, 0.5, 9.0])), [0, 0, 0])
+    # a 25 fps driver at 30 fps output times
+    d_times = np.arange(25) / 25.0
+    np.testing.assert_array_equal(nearest_index(d_times, np.array([0.0, 1 / 30, 2 / 30, 0.5])), [0, 1, 2, 12])
+
+
+# ------------------------------------------------------------------------------------------------------ plan
+
+
+def keep_lids(shape: np.ndarray, source: np.ndarray) -> np.ndarray:
+    out = shape.copy()
+    for pairs in (lm.RIGHT_LID_PAIRS, lm.LEFT_LID_PAIRS):
+        out[pairs.ravel()] = source[pairs.ravel()]
+    return out
+
+
+def test_keep_own_closures(astronaut_neutral: np.ndarray) -> None:
+    neutral = astronaut_neutral.astype(np.float32)
+    own_blink = close_eyes(neutral)
+    transferred = np.stack([neutral, neutral, close_eyes(neutral)])
+    current = np.stack([neutral, own_blink, neutral])
+    out = keep_own_closures(transferred, current)
+    np.testing.assert_array_equal(out[0], neutral)
+    np.testing.assert_array_equal(out[1], keep_lids(neutral, own_blink))  # the target's own blink stays
+    np.testing.assert_array_equal(out[2], transferred[2])  # the driver's blink is added
+
+
+def pixel_track(frames: list[np.ndarray], fps: float) -> Track:
+    landmarks = np.stack(frames).astype(np.float32)
+    return Track(np.arange(len(frames)) / fps, landmarks, np.ones(len(frames), bool), 512, 512)
+
+
+def test_plan_for_a_still_target(astronaut_landmarks: np.ndarray) -> None:
+    """Driver: the astronaut (25 fps) opening her mouth; target: the same face, smaller and elsewhere."""
+    face = astronaut_landmarks.astype(np.float64)
+    height = float(np.ptp(face[lm.FACE_OVAL, 1]))
+    opening = [0.0] * 10 + [0.05, 0.1, 0.15, 0.15, 0.1, 0.05] + [0.0] * 9
+    drive = analyse_clip(pixel_track([open_mouth(face, a * height) for a in opening], 25.0), 25.0, None, 0, 0)
+    small = 0.5 * face + [40.0, 60.0, 0.0]
+    target = analyse_clip(pixel_track([small], 1.0), 25.0, None, 0, 0)
+    config = RetargetConfig(smooth_expression=0, smooth_pose=0)
+    plan = build_plan(drive, target, still_target=True, config=config)
+    assert len(plan) == len(opening)
+    np.testing.assert_allclose(plan.times, drive.track.times)
+    np.testing.assert_array_equal(plan.weight, 1.0)
+    np.testing.assert_array_equal(plan.drive_index, np.arange(len(opening)))
+    # at rest the target stays where it is
+    np.testing.assert_allclose(plan.destination[0, :, :2], small[:, :2], atol=0.3)
+    np.testing.assert_allclose(plan.source[5], small.astype(np.float32))
+    # at the widest opening the target's mouth opens by the driver's opening in the target's pixels (half)
+    gap = plan.destination[12, lm.LOWER_LIP_INNER, 1] - plan.destination[12, lm.UPPER_LIP_INNER, 1]
+    own = small[lm.LOWER_LIP_INNER, 1] - small[lm.UPPER_LIP_INNER, 1]
+    assert gap - own == pytest.approx(0.5 * 0.15 * height, rel=0.05)
+    au = list(plan.drive_aus[12])
+    assert plan.output_aus[12, 14] > 1.0 and au[14] > 1.0  # AU25 in both
+    np.testing.assert_allclose(plan.output_aus[12], plan.drive_aus[12], atol=0.25)
+
+
+def test_plan_for_a_video_target_follows_its_pose_and_gaps(astronaut_landmarks: np.ndarray) -> None:
+    from scipy.spatial.transform import Rotation
+
+    face = astronaut_landmarks.astype(np.float64)
+    height = float(np.ptp(face[lm.FACE_OVAL, 1]))
+    drive_frames = [open_mouth(face, a * height) for a in [0.0] * 8 + [0.12] * 8 + [0.0] * 8]
+    drive = analyse_clip(pixel_track(drive_frames, 30.0), 30.0, None, 0, 0)
+    centre = face.mean(0)
+    target_frames = [(Rotation.from_euler("z", 2 * k, degrees=True).as_matrix() @ (face - centre).T).T + centre
+                     + [3.0 * k, 0, 0] for k in range(24)]
+    track = pixel_track(target_frames, 30.0)
+    track.found[20] = False
+    track.landmarks[20] = np.nan
+    target = analyse_clip(track, 30.0, None, 0, 0)
+    plan = build_plan(drive, target, still_target=False, config=RetargetConfig(gap_blend=0.1))
+    np.testing.assert_allclose(plan.times, track.times)
+    assert plan.weight[20] == 0.0 and plan.weight[10] == 1.0 and 0 < plan.weight[19] < 1
+    # a neutral driver frame leaves each target frame where it is, whatever its pose
+    for t in (2, 5):
+        np.testing.assert_allclose(plan.destination[t, :, :2], target_frames[t][:, :2], atol=0.3)
+    # an open-mouth driver frame opens the target's mouth along its own (rotated) face
+    t = 12
+    d = plan.destination[t]
+    src = target_frames[t]
+    opened = np.linalg.norm(d[lm.LOWER_LIP_INNER, :2] - d[lm.UPPER_LIP_INNER, :2])
+    closed = np.linalg.norm(src[lm.LOWER_LIP_INNER, :2] - src[lm.UPPER_LIP_INNER, :2])
+    assert opened - closed == pytest.approx(0.12 * height, rel=0.1)
+    down = d[lm.LOWER_LIP_INNER, :2] - src[lm.LOWER_LIP_INNER, :2]
+    angle = np.degrees(np.arctan2(-down[0], down[1]))  # 0 when straight down the image
+    assert angle == pytest.approx(2 * t, abs=3)
+
+
+@pytest.mark.parametrize("follow", [True, False])
+def test_still_target_follows_the_driver_head_motion(astronaut_landmarks: np.ndarray, follow: bool) -> None:
+    """The driver turns its head (roll 12 degrees, moves right) without changing expression."""
+    from scipy.spatial.transform import Rotation
+
+    face = astronaut_landmarks.astype(np.float64)
+    centre = face.mean(0)
+    roll = [0.0] * 10 + [12.0] * 10
+    frames = [(Rotation.from_euler("z", a, degrees=True).as_matrix() @ (face - centre).T).T + centre
+              + [a * 2.0, 0.0, 0.0] for a in roll]
+    drive = analyse_clip(pixel_track(frames, 25.0), 25.0, 0.0, 0, 0)  # neutral: frame 0, upright
+    small = 0.5 * face + [40.0, 60.0, 0.0]
+    target = analyse_clip(pixel_track([small], 1.0), 25.0, None, 0, 0)
+    plan = build_plan(drive, target, still_target=True, config=RetargetConfig(pose=follow))
+    np.testing.assert_allclose(plan.destination[5, :, :2], small[:, :2], atol=0.3)  # at rest: where it is
+    d = plan.destination[15, :, :2]
+    eye_line = d[lm.LEFT_EYE_CORNERS[0]] - d[lm.RIGHT_EYE_CORNERS[0]]
+    own = small[lm.LEFT_EYE_CORNERS[0], :2] - small[lm.RIGHT_EYE_CORNERS[0], :2]
+    turned = np.degrees(np.arctan2(eye_line[1], eye_line[0]) - np.arctan2(own[1], own[0]))
+    shift = d.mean(0) - small[:, :2].mean(0)
+    if follow:
+        assert turned == pytest.approx(12.0, abs=0.5)
+        assert shift[0] == pytest.approx(0.5 * 24.0, abs=1.5)  # the driver's 24 px, in the half-size target
+    else:
+        assert turned == pytest.approx(0.0, abs=0.2) and np.abs(shift).max() < 0.5
+    # and the expression stays neutral either way
+    assert plan.output_aus[15].max() < 0.2
