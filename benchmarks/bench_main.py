@@ -31,6 +31,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shlex
 import shutil
 import subprocess
@@ -51,6 +52,7 @@ RATIO_GOAL = 3.0  # retarget wall time / reference transcode wall time
 PEAK_LIMIT_BYTES = 1.5e9  # 1.5 GB (decimal) = 1430.5 MiB
 GROWTH_TOLERANCE = 1.10  # long-clip peak / short-clip peak above this counts as growing with length
 SHORT_SECONDS = 10.0
+CONTENTION_WARN = 0.2  # average cores used by other processes during a measurement that make it suspect
 MIB = 1024 * 1024
 
 
@@ -153,21 +155,58 @@ class Transcode:
     command: str
     wall: float
     frames: int
+    cpu: float  # user + system seconds
+    foreign: float = 0.0  # CPU seconds other processes used meanwhile
+    all_walls: list[float] = field(default_factory=list)  # every repeat; ``wall`` is the fastest
 
     @property
     def fps(self) -> float:
         return self.frames / self.wall
 
 
+def system_busy_seconds() -> float:
+    """CPU seconds that all processes on this machine have used since boot (/proc/stat; 0 if unreadable)."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    except (OSError, ValueError):
+        return 0.0
+    user, nice, system, idle, iowait, irq, softirq, steal = fields
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
+QUIET = {"max_wait": 0.0}  # --wait-quiet: seconds each measurement may wait for other processes to go idle
+
+
+def wait_until_quiet(what: str, window: float = 3.0, threshold: float = 0.15) -> None:
+    """Before a measurement, wait (up to --wait-quiet seconds) until other processes use < THRESHOLD cores."""
+    deadline = time.monotonic() + QUIET["max_wait"]
+    while QUIET["max_wait"] > 0:
+        busy0 = system_busy_seconds()
+        time.sleep(window)
+        cores = (system_busy_seconds() - busy0) / window
+        if cores < threshold:
+            return
+        if time.monotonic() >= deadline:
+            log(f"  machine still busy ({cores:.2f} cores used by others); measuring {what} anyway")
+            return
+        log(f"  waiting for a quiet machine before {what} ({cores:.2f} cores busy)")
+
+
+def _cpu_seconds(who: int) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
 def transcode_ffmpeg(ffmpeg: str, target: Path, out: Path) -> Transcode:
     cmd = [ffmpeg, "-hide_banner", "-loglevel", "error", "-nostdin", "-y", "-i", str(target),
            "-c:v", "libx264", "-preset", "veryfast", "-c:a", "copy", str(out)]
-    start = time.perf_counter()
+    cpu0, start = _cpu_seconds(resource.RUSAGE_CHILDREN), time.perf_counter()
     proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     wall = time.perf_counter() - start
+    cpu = _cpu_seconds(resource.RUSAGE_CHILDREN) - cpu0
     if proc.returncode != 0:
         raise BenchError(f"ffmpeg failed (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}")
-    return Transcode(f"ffmpeg CLI ({ffmpeg})", shlex.join(cmd), wall, count_frames(out))
+    return Transcode(f"ffmpeg CLI ({ffmpeg})", shlex.join(cmd), wall, count_frames(out), cpu)
 
 
 def transcode_pyav(target: Path, out: Path) -> Transcode:
@@ -175,7 +214,7 @@ def transcode_pyav(target: Path, out: Path) -> Transcode:
     import av
     from av.video.frame import PictureType
 
-    start = time.perf_counter()
+    cpu0, start = _cpu_seconds(resource.RUSAGE_SELF), time.perf_counter()
     frames = 0
     with av.open(str(target)) as inp, av.open(str(out), "w") as outc:
         vin = inp.streams.video[0]
@@ -187,6 +226,7 @@ def transcode_pyav(target: Path, out: Path) -> Transcode:
         vout.width, vout.height, vout.pix_fmt = vin.codec_context.width, vin.codec_context.height, "yuv420p"
         vout.time_base = vin.time_base
         vout.codec_context.time_base = vin.time_base
+        vout.codec_context.thread_count = 0  # x264 threads=auto, the ffmpeg CLI default
         aout = outc.add_stream_from_template(ain) if ain is not None else None
 
         def encode(frame):
@@ -206,21 +246,36 @@ def transcode_pyav(target: Path, out: Path) -> Transcode:
                 outc.mux(packet)
         encode(None)  # the decoder was flushed by demux()'s final empty packet; this flushes the encoder
     wall = time.perf_counter() - start
+    cpu = _cpu_seconds(resource.RUSAGE_SELF) - cpu0
     equivalent = shlex.join(["ffmpeg", "-i", str(target), "-c:v", "libx264", "-preset", "veryfast",
                              "-c:a", "copy", str(out)])
     return Transcode(f"PyAV {importlib.metadata.version('av')} in-process (no ffmpeg executable on PATH; "
                      f"threaded decode, libx264 veryfast crf 23 yuv420p, audio packets copied)",
-                     f"equivalent of `{equivalent}`", wall, frames)
+                     f"equivalent of `{equivalent}`", wall, frames, cpu)
 
 
-def reference_transcode(target: Path) -> Transcode:
+def reference_transcode(target: Path, repeats: int) -> Transcode:
+    """The transcode ``repeats`` times (it is short, so one run is noisy); the fastest run.
+
+    Interference only ever adds time, so the fastest run is the best estimate of the transcode's own cost, and
+    the conservative one for the ratio goal (a faster reference makes the retarget ratio larger).
+    """
     out = own_file(WORK / "reference_transcode.mp4")
-    remove_own(out)
     ffmpeg = shutil.which("ffmpeg")
-    log(f"reference transcode with {'ffmpeg ' + ffmpeg if ffmpeg else 'PyAV (no ffmpeg on PATH)'}")
-    result = transcode_ffmpeg(ffmpeg, target, out) if ffmpeg else transcode_pyav(target, out)
-    log(f"  {result.wall:.2f} s, {result.frames} frames, {result.fps:.1f} frames/s")
-    return result
+    log(f"reference transcode with {'ffmpeg ' + ffmpeg if ffmpeg else 'PyAV (no ffmpeg on PATH)'}, {repeats}x")
+    results = []
+    for _ in range(repeats):
+        remove_own(out)
+        wait_until_quiet("the transcode")
+        busy0 = system_busy_seconds()
+        result = transcode_ffmpeg(ffmpeg, target, out) if ffmpeg else transcode_pyav(target, out)
+        result.foreign = max(0.0, system_busy_seconds() - busy0 - result.cpu)
+        log(f"  {result.wall:.2f} s, {result.frames} frames, {result.fps:.1f} frames/s, "
+            f"{result.cpu / result.wall:.2f} cores busy (other processes: {result.foreign / result.wall:.2f})")
+        results.append(result)
+    fastest = min(results, key=lambda r: r.wall)
+    fastest.all_walls = [r.wall for r in results]
+    return fastest
 
 
 # ------------------------------------------------------------------------------------------ retarget runs
@@ -238,6 +293,7 @@ class Run:
     memory_method: str
     frames: int
     timings: dict[str, float] = field(default_factory=dict)
+    foreign: float = 0.0  # CPU seconds other processes used meanwhile
 
     @property
     def fps(self) -> float:
@@ -278,21 +334,24 @@ def report_path(output: Path) -> Path:
     return output.with_name(output.stem + ".retarget.json")
 
 
-def run_retarget(label: str, drive: Path, target: Clip, name: str, timer: str | None) -> Run:
+def run_retarget(label: str, drive: Path, target: Clip, name: str, timer: str | None, code: Path,
+                 extra: tuple[str, ...] = ()) -> Run:
     out = own_file(WORK / f"{name}.mp4")
     sidecar = own_file(report_path(out))
     remove_own(out)
     remove_own(sidecar)
-    cmd = [sys.executable, "-m", "retarget", str(drive), str(target.path), "-o", str(out), "-q"]
+    cmd = [sys.executable, "-m", "retarget", str(drive), str(target.path), "-o", str(out), "-q", *extra]
     log(f"retarget run '{label}': {target.frames} frames ({target.duration:.1f} s) ...")
     env = dict(os.environ, PYTHONUNBUFFERED="1")
+    wait_until_quiet(f"retarget run '{label}'")
+    busy0 = system_busy_seconds()
     if timer:
         time_file = own_file(WORK / f"{name}.time.txt")
         remove_own(time_file)
         start = time.perf_counter()
-        proc = subprocess.run([timer, "-v", "-o", str(time_file)] + cmd, cwd=REPO, env=env,
+        proc = subprocess.run([timer, "-v", "-o", str(time_file)] + cmd, cwd=code, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        wall = time.perf_counter() - start
+        wall, busy1 = time.perf_counter() - start, system_busy_seconds()
         rc, stderr = proc.returncode, proc.stderr
         if rc == 0:
             peak, user, system = _parse_gnu_time(time_file.read_text())
@@ -303,9 +362,9 @@ def run_retarget(label: str, drive: Path, target: Clip, name: str, timer: str | 
         err_file = own_file(WORK / f"{name}.stderr.txt")
         with open(err_file, "w+") as err:
             start = time.perf_counter()
-            child = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=err, stderr=subprocess.STDOUT)
+            child = subprocess.Popen(cmd, cwd=code, env=env, stdout=err, stderr=subprocess.STDOUT)
             _, status, usage = os.wait4(child.pid, 0)
-            wall = time.perf_counter() - start
+            wall, busy1 = time.perf_counter() - start, system_busy_seconds()
             child.returncode = os.waitstatus_to_exitcode(status)
             err.seek(0)
             stderr = err.read()
@@ -321,8 +380,10 @@ def run_retarget(label: str, drive: Path, target: Clip, name: str, timer: str | 
     if not timings:
         raise BenchError(f"{sidecar} has no 'timings_seconds'")
     frames = count_frames(out)
-    run = Run(label, target, cmd, wall, peak, user, system, method, frames, timings)
-    log(f"  {wall:.1f} s, {run.fps:.2f} frames/s, peak RSS {peak / 1024:.0f} MiB")
+    foreign = max(0.0, busy1 - busy0 - user - system)
+    run = Run(label, target, cmd, wall, peak, user, system, method, frames, timings, foreign)
+    log(f"  {wall:.1f} s, {run.fps:.2f} frames/s, peak RSS {peak / 1024:.0f} MiB, "
+        f"other processes {foreign / wall:.2f} cores busy")
     return run
 
 
@@ -393,10 +454,42 @@ def git_describe() -> str:
     try:
         head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
                               text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", "retarget", "configs"],
                                capture_output=True, text=True, check=True).stdout.strip()
-        return head + (" (tracked files modified)" if dirty else "")
+        return head + (" + uncommitted changes in retarget/ or configs/" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def code_fingerprint(root: Path = REPO) -> str:
+    """A hash of every file under ROOT/retarget/ as it is on disk now (catches uncommitted edits)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted((root / "retarget").rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts:
+            digest.update(str(path.relative_to(root)).encode())
+            digest.update(path.read_bytes())
+    return f"retarget/ sha256 {digest.hexdigest()[:12]}"
+
+
+def snapshot_code() -> Path:
+    """Copy retarget/ and configs/ into the work folder, so that every run measures the same code even while
+    the working tree is being edited; ``python -m retarget`` run from there imports the copy first."""
+    dest = own_file(WORK / "code")
+    if dest.exists():
+        shutil.rmtree(dest)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(REPO / "retarget", dest / "retarget", ignore=ignore)
+    if (REPO / "configs").is_dir():
+        shutil.copytree(REPO / "configs", dest / "configs", ignore=ignore)
+    return dest
+
+
+def loadavg() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
         return "unknown"
 
 
@@ -413,7 +506,8 @@ def fmt_mib(kib: int) -> str:
 
 
 def build_report(args: argparse.Namespace, started: dt.datetime, drive: Clip, target: Clip,
-                 ref: Transcode, main: Run, memory: list[Run] | None, memory_skipped: bool) -> str:
+                 ref: Transcode, main: Run, memory: list[Run] | None, memory_skipped: bool,
+                 code_before: str, code_after: str, load_start: str) -> str:
     import av
 
     cores = os.cpu_count()
@@ -426,13 +520,28 @@ def build_report(args: argparse.Namespace, started: dt.datetime, drive: Clip, ta
         f"# retarget main-job benchmark — {started:%Y-%m-%d %H:%M}",
         "",
         f"- Command: `{shlex.join(getattr(sys, 'orig_argv', [sys.executable] + sys.argv))}` (cwd `{Path.cwd()}`)",
-        f"- Repository: `{REPO}` at {git_describe()}",
+        f"- Code under test: `{REPO}` at {code_before}"
+        + ("" if args.live_tree else f" — copied at the start into `{(WORK / 'code').relative_to(REPO)}/` and run "
+           "from there, so edits made during the run do not reach the measurement"),
         f"- CPU: {cpu_model()} — {cores} logical cores ({usable} usable), RAM {mem_total()}",
-        f"- OS: {platform.platform()}; Python {platform.python_version()}",
+        f"- OS: {platform.platform()}; Python {platform.python_version()}; load average at start {load_start}, "
+        f"at end {loadavg()} (other work on these cores skews every number)",
         f"- Versions: torch {version('torch')}, av (PyAV) {version('av')} (libavcodec {libav}), "
         f"mediapipe {version('mediapipe')}, numpy {version('numpy')}",
         f"- Target: {target.describe()}",
         f"- Driver: {drive.describe()}",
+    ]
+    measured = [("reference transcode", ref.foreign / ref.wall), (f"retarget {main.label}", main.foreign / main.wall)]
+    measured += [(f"retarget {r.label}", r.foreign / r.wall) for r in memory or []]
+    lines.append("- CPU used by other processes during each measurement (cores, average): "
+                 + ", ".join(f"{name} {cores:.2f}" for name, cores in measured))
+    if any(cores > CONTENTION_WARN for _, cores in measured):
+        lines.append(f"- **WARNING: other processes used more than {CONTENTION_WARN:g} cores during a measurement**; "
+                     "times and ratios are skewed, rerun on a quiet machine.")
+    if code_after != code_before:
+        lines.append(f"- **WARNING: the code under retarget/ changed during this run** (now {code_after}); "
+                     "the runs may have measured different versions, so rerun on a quiet tree.")
+    lines += [
         "",
         "## Summary",
         "",
@@ -458,10 +567,11 @@ def build_report(args: argparse.Namespace, started: dt.datetime, drive: Clip, ta
         "",
         f"- Method: {ref.method}",
         f"- Command: {ref.command if ref.command.startswith('equivalent') else '`' + ref.command + '`'}",
+        f"- Runs: {len(ref.all_walls)}, wall s {', '.join(f'{w:.2f}' for w in ref.all_walls)}; the fastest run is shown (and used for the ratio)",
         "",
-        "| frames | wall s | frames/s |",
-        "|---|---|---|",
-        f"| {ref.frames} | {ref.wall:.2f} | {ref.fps:.1f} |",
+        "| frames | wall s | frames/s | CPU s (user+sys) | cores busy |",
+        "|---|---|---|---|---|",
+        f"| {ref.frames} | {ref.wall:.2f} | {ref.fps:.1f} | {ref.cpu:.1f} | {ref.cpu / ref.wall:.2f} |",
         "",
         "## Retarget, per stage",
         "",
@@ -469,7 +579,9 @@ def build_report(args: argparse.Namespace, started: dt.datetime, drive: Clip, ta
         f"- Wall clock around the subprocess (includes interpreter start and imports); memory: {main.memory_method}",
         f"- CPU time: user {main.user:.1f} s + system {main.system:.1f} s = "
         f"{(main.user + main.system) / main.wall:.2f} cores busy on average",
-        f"- Stage seconds from `OUT.retarget.json` `timings_seconds`; per frame = / {main.frames} output frames",
+        f"- Stage seconds from `OUT.retarget.json` `timings_seconds` (wall time of the tool's main thread in each "
+        f"stage; codec work the tool runs on background threads overlaps them); per frame = / {main.frames} "
+        "output frames",
         "",
         "| stage | seconds | ms/frame | share of wall |",
         "|---|---|---|---|",
@@ -500,15 +612,21 @@ def build_report(args: argparse.Namespace, started: dt.datetime, drive: Clip, ta
     else:
         lines += [
             "Targets: the target's video looped with PyAV (libx264 ultrafast, same frame rate, no audio) into "
-            f"`{WORK.relative_to(REPO)}/`; same driver and options as above.",
+            f"`{WORK.relative_to(REPO)}/`; same driver and options as above"
+            + (", plus `--loop` (the driver loops over the whole target)." if args.loop_driver else
+               f" (a driver shorter than the target rests on its neutral after it ends: here after "
+               f"{drive.duration:.1f} s, so most of the long clip renders a neutral expression; "
+               f"`--loop-driver` loops it instead)."),
             "",
-            "| target | frames | wall s | frames/s | peak RSS |",
-            "|---|---|---|---|---|",
+            "| target | frames | wall s | frames/s | generate ms/frame | peak RSS |",
+            "|---|---|---|---|---|---|",
             f"| original ({main.target.duration:.1f} s) | {main.frames} | {main.wall:.1f} | {main.fps:.2f} | "
-            f"{fmt_mib(main.peak_rss_kib)} |",
+            f"{1000 * main.timings.get('generate', float('nan')) / main.frames:.1f} | {fmt_mib(main.peak_rss_kib)} |",
         ]
         for run in memory or []:
-            lines.append(f"| looped {run.target.duration:.1f} s | {run.frames} | {run.wall:.1f} | {run.fps:.2f} | "
+            lines.append(f"| looped {run.target.duration:.1f} s{' --loop' if args.loop_driver else ''} | "
+                         f"{run.frames} | {run.wall:.1f} | {run.fps:.2f} | "
+                         f"{1000 * run.timings.get('generate', float('nan')) / run.frames:.1f} | "
                          f"{fmt_mib(run.peak_rss_kib)} |")
         if memory:
             short, long = memory
@@ -538,9 +656,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--long-seconds", type=float, default=60.0,
                    help="length of the long looped target for the memory check (default 60)")
     p.add_argument("--skip-memory", action="store_true", help="skip the 10 s / long looped memory runs")
+    p.add_argument("--transcode-repeats", type=int, default=3,
+                   help="run the short reference transcode this many times and use the fastest (default 3)")
+    p.add_argument("--loop-driver", action="store_true",
+                   help="pass --loop to the memory runs, so that a driver shorter than the looped targets keeps "
+                        "driving expressions instead of resting on its neutral after it ends")
+    p.add_argument("--live-tree", action="store_true",
+                   help="run the working tree's retarget/ directly instead of a snapshot copied into the work "
+                        "folder at the start (the snapshot keeps edits made during the run out of the numbers)")
+    p.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
+                   help="before each measurement, wait up to SECONDS for other processes to leave the CPU idle "
+                        "(default 0: measure at once; the report shows the contention either way)")
     p.add_argument("--keep-work", action="store_true",
                    help=f"keep the videos written under {WORK.relative_to(REPO)}/ (deleted at the end by default)")
     args = p.parse_args(argv)
+    if args.transcode_repeats < 1:
+        p.error("--transcode-repeats must be at least 1")
     if args.long_seconds <= SHORT_SECONDS:
         p.error(f"--long-seconds must be longer than the {SHORT_SECONDS:g} s short clip")
     return args
@@ -548,21 +679,32 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    QUIET["max_wait"] = max(0.0, args.wait_quiet)
     started = dt.datetime.now()
     made: list[Path] = []
     try:
         target_path = resolve_input(args.target, DEFAULT_TARGET, "target", "--target")
         drive_path = resolve_input(args.drive, DEFAULT_DRIVE, "driver", "--drive")
         target, drive = probe(target_path), probe(drive_path)
+        load_start = loadavg()
         WORK.mkdir(parents=True, exist_ok=True)
+        code = REPO if args.live_tree else snapshot_code()
+        code_before = f"{git_describe()}, {code_fingerprint(code)}"
+        if code != REPO:
+            check = subprocess.run([sys.executable, "-c", "import retarget; print(retarget.__file__)"], cwd=code,
+                                   capture_output=True, text=True)
+            if not check.stdout.strip().startswith(str(code)):
+                raise BenchError(f"the code snapshot in {code} is not what `python -m retarget` imports there: "
+                                 f"{check.stdout.strip() or check.stderr.strip()[-500:]}")
+            log(f"measuring a snapshot of the working tree ({code_before}) in {code}")
         timer = gnu_time()
         log(f"peak memory via {timer + ' -v' if timer else 'os.wait4 rusage (GNU time not found)'}")
         warm_cache(target_path, drive_path)
 
         made.append(WORK / "reference_transcode.mp4")
-        ref = reference_transcode(target_path)
+        ref = reference_transcode(target_path, args.transcode_repeats)
         made += [WORK / "main.mp4"]
-        main_run = run_retarget("original", drive_path, target, "main", timer)
+        main_run = run_retarget("original", drive_path, target, "main", timer, code)
 
         memory: list[Run] | None = None
         if not args.skip_memory:
@@ -570,9 +712,16 @@ def main(argv: list[str] | None = None) -> int:
             for seconds, name in ((SHORT_SECONDS, "loop_short"), (args.long_seconds, "loop_long")):
                 made += [WORK / f"{name}_target.mp4", WORK / f"{name}.mp4"]
                 clip = make_looped(target, seconds, f"{name}_target")
-                memory.append(run_retarget(f"looped {seconds:g} s", drive_path, clip, name, timer))
+                memory.append(run_retarget(f"looped {seconds:g} s", drive_path, clip, name, timer, code,
+                                           ("--loop",) if args.loop_driver else ()))
 
-        report = build_report(args, started, drive, target, ref, main_run, memory, args.skip_memory)
+        code_after = f"{git_describe()}, {code_fingerprint(code)}"
+        if code_after.split(", ")[-1] == code_before.split(", ")[-1]:
+            code_after = code_before  # same code measured throughout (HEAD may have moved meanwhile)
+        if code_after != code_before:
+            log(f"WARNING: retarget/ changed during the run ({code_before} -> {code_after})")
+        report = build_report(args, started, drive, target, ref, main_run, memory, args.skip_memory,
+                              code_before, code_after, load_start)
         RESULTS.mkdir(parents=True, exist_ok=True)
         out = RESULTS / f"{started:%Y-%m-%d}-main.md"
         out.write_text(report)
@@ -589,6 +738,8 @@ def main(argv: list[str] | None = None) -> int:
         if not args.keep_work:
             for path in made:  # only the videos this run wrote; sidecars and time logs stay for inspection
                 remove_own(path)
+            if (WORK / "code").is_dir():
+                shutil.rmtree(own_file(WORK / "code"))
 
 
 if __name__ == "__main__":
