@@ -229,55 +229,51 @@ def _grid_shape(w: int, h: int, grid: int) -> tuple[int, int]:
 def _rasterise(points: np.ndarray, order_key: np.ndarray, triangles: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """(gh, gw) int32 index of the triangle containing each cell centre, -1 outside the mesh.
 
-    Exact containment (barycentric test of every cell in each triangle's bounding box); where triangles
-    overlap (a fold), the one with the smaller ``order_key`` (K,) wins: the nearer in depth, and the mesh
-    before the eye and mouth fillers, so a nearly shut lid covers the eyeball. Collapsed slivers are skipped; a cell that falls only in
-    one (or between triangles through rounding) takes a neighbouring cell's triangle.
+    Triangles are filled with ``cv2.fillConvexPoly`` in drawing priority: where they overlap (a fold), the one
+    with the smaller ``order_key`` (K,) wins (the nearer in depth, and the mesh before the eye and mouth
+    fillers, so a nearly shut lid covers the eyeball). Collapsed slivers are skipped. fillConvexPoly also fills
+    edge pixels, which for a thin triangle can lie far outside it in its own coordinates, so cells whose
+    centre is outside their triangle, and cells left between triangles, are then given the neighbouring
+    cell's triangle that contains them best (or left outside when none is close).
 
     Args:
         points: (478, 2) destination landmarks in grid coordinates (cell centres at integers).
     """
     gh, gw = shape
-    keep = np.flatnonzero(_conditioning(points, triangles) >= 0.02)
-    corners = points[triangles[keep]]  # (k, 3, 2)
-    lo = np.clip(np.ceil(corners.min(1) - 1e-6), 0, [gw - 1, gh - 1]).astype(np.int64)
-    hi = np.clip(np.floor(corners.max(1) + 1e-6), 0, [gw - 1, gh - 1]).astype(np.int64)
-    nx, ny = np.maximum(hi[:, 0] - lo[:, 0] + 1, 0), np.maximum(hi[:, 1] - lo[:, 1] + 1, 0)
-    count = nx * ny
-    owner = np.repeat(np.arange(len(keep)), count)
-    local = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
-    cx = lo[owner, 0] + local % np.maximum(nx[owner], 1)
-    cy = lo[owner, 1] + local // np.maximum(nx[owner], 1)
-    inside = _barycentric(np.stack([cx, cy], 1).astype(np.float64), keep[owner], points, triangles).min(1) >= -1e-4
-    cell, tri = cy[inside] * gw + cx[inside], keep[owner[inside]]
-    order = np.lexsort((order_key[tri], cell))  # by cell, then first in drawing priority
-    cell, tri = cell[order], tri[order]
-    first = np.ones(len(cell), bool)
-    first[1:] = cell[1:] != cell[:-1]
-    ids = np.full(gh * gw, -1, np.int32)
-    ids[cell[first]] = tri[first]
-    ids = ids.reshape(gh, gw)
+    ids = np.full(shape, -1, np.int32)
+    drawn = np.flatnonzero(_conditioning(points, triangles) >= 0.02)
+    drawn = drawn[np.argsort(-order_key[drawn])]  # highest key first, so the smallest is drawn last and wins
+    corners = np.round(points * 16).astype(np.int32)[triangles[drawn]]  # 4 fractional bits
+    fill = cv2.fillConvexPoly
+    for k, tri in zip(drawn.tolist(), corners):
+        fill(ids, tri, k, cv2.LINE_8, 4)
+    inside = ids >= 0
+    rows, cols = np.nonzero(inside)
+    centres = np.stack([cols, rows], 1).astype(np.float32)
+    stray = np.zeros(shape, bool)
+    stray[rows, cols] = _barycentric(centres, ids[rows, cols], points, triangles).min(1) < -0.02
     hull = np.zeros(shape, np.uint8)
     cv2.fillPoly(hull, [np.round(points[lm.FACE_OVAL] * 16).astype(np.int32)], 1, cv2.LINE_8, 4)
-    holes = (ids < 0) & (hull > 0)
-    if holes.any():
-        _fill_holes(ids, holes, points, triangles)
+    redo = stray | (~inside & (hull > 0))
+    if redo.any():
+        _fill_holes(ids, redo, points, triangles)
     return ids
 
 
 def _fill_holes(ids: np.ndarray, holes: np.ndarray, points: np.ndarray, triangles: np.ndarray) -> None:
-    """Give each hole cell the 3x3 neighbour's triangle that contains its centre best (in place)."""
+    """Give each ``holes`` cell the triangle, among its own and its 3x3 neighbours', that contains its centre
+    best; a cell too far outside even that one is left outside the mesh (in place)."""
     padded = np.pad(ids, 1, constant_values=-1)
     rows, cols = np.nonzero(holes)
     candidates = np.stack([padded[rows + dy, cols + dx] for dy in range(3) for dx in range(3)], 1)  # (n, 9)
-    centres = np.repeat(np.stack([cols, rows], 1).astype(np.float64), 9, axis=0)
+    centres = np.repeat(np.stack([cols, rows], 1).astype(np.float32), 9, axis=0)
     score = _barycentric(centres, np.maximum(candidates.ravel(), 0), points, triangles).min(1).reshape(-1, 9)
     score[candidates < 0] = -np.inf
     best = candidates[np.arange(len(rows)), score.argmax(1)]
     # a cell too far outside even its best triangle is beyond the mesh's edge: leave it to the extension
     tolerance = -0.15 * np.minimum(1.0, 10.0 * _conditioning(points, triangles))
     near = (best >= 0) & (score.max(1) >= tolerance[np.maximum(best, 0)])
-    ids[rows[near], cols[near]] = best[near]
+    ids[rows, cols] = np.where(near, best, -1)
 
 
 def _conditioning(points: np.ndarray, triangles: np.ndarray) -> np.ndarray:
@@ -290,7 +286,7 @@ def _conditioning(points: np.ndarray, triangles: np.ndarray) -> np.ndarray:
 
 def _barycentric(points: np.ndarray, ids: np.ndarray, dst: np.ndarray, triangles: np.ndarray) -> np.ndarray:
     """(N, 3) barycentric coordinates of ``points`` (N, 2) in destination triangles ``ids`` (N,)."""
-    d = dst[triangles[ids]].astype(np.float64)  # (N, 3, 2)
+    d = dst[triangles[ids]].astype(np.float32)  # (N, 3, 2)
     e1, e2 = d[:, 1] - d[:, 0], d[:, 2] - d[:, 0]
     det = e1[:, 0] * e2[:, 1] - e2[:, 0] * e1[:, 1]
     det = np.where(np.abs(det) < 1e-9, 1e-9, det)
