@@ -175,9 +175,6 @@ def source_reads_inside_eyes(points: np.ndarray, destination: np.ndarray, grid: 
     return fractions
 
 
-@pytest.mark.xfail(reason="warp.py: the 256-cell field is bilinearly upsampled across the shut-lid line, so pixels "
-                          "on that line read up to ~3 px into the eyeball (12% of the former left-eye opening on this "
-                          "face; it shows as a thin dark lash line); a finer field near the eyes would fix it")
 def test_closed_eye_reads_skin_not_eyeball(astronaut_landmarks: np.ndarray) -> None:
     """Where the eye was open, a closed eye shows lid skin: the warp reads (almost) nothing from the eyeball."""
     closed = close_eyes(astronaut_landmarks)

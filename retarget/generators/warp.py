@@ -31,7 +31,7 @@ from .base import FaceEdit, GeneratedFace
 @dataclass(frozen=True)
 class WarpSettings:
     grid: int = 256  # long side of the deformation grid, in cells
-    margin: float = 0.6  # crop margin around the face, in face sizes
+    margin: float = 0.5  # crop margin around the face, in face sizes (the falloff has faded to ~2% there)
     falloff: float = 0.25  # reach of the deformation outside the face mesh, in face sizes
     mouth_interior: bool = True
     feather: float = 0.06  # width of the paste-back feather at the crop border, in crop sizes
@@ -124,7 +124,8 @@ def _folded(src_areas: np.ndarray, points: np.ndarray, tris: np.ndarray, valid: 
     return valid & (np.sign(signed_areas(points, tris)) != np.sign(src_areas))
 
 
-def untangle(src: np.ndarray, dst: np.ndarray, iterations: int = 40, damping: float = 0.5) -> np.ndarray:
+def untangle(src: np.ndarray, dst: np.ndarray, iterations: int = 40, damping: float = 0.5,
+             patience: int = 15) -> np.ndarray:
     """Destination (478, 2) with as few mesh triangles folded over (relative to the source) as it can manage.
 
     A displacement transferred from another face can push one contour past the next (a full upper lip
@@ -132,7 +133,8 @@ def untangle(src: np.ndarray, dst: np.ndarray, iterations: int = 40, damping: fl
     triangles move part of the way (``damping``) towards the mean displacement of their mesh neighbours. The
     contours that carry the expression hold: the lids do not move at all (a blink must close the eye fully)
     and the inner lips move three times more slowly, so mostly the skin around them gives way. The state with the fewest folded triangles (then the smallest
-    folded area) is returned, so the result is never worse than the input. Eye and mouth fillers may
+    folded area) is returned, so the result is never worse than the input; it stops after ``patience``
+    rounds without improvement. Eye and mouth fillers may
     collapse and are not checked; slivers under half a square pixel are ignored.
     """
     tris = mesh_triangles()
@@ -143,14 +145,16 @@ def untangle(src: np.ndarray, dst: np.ndarray, iterations: int = 40, damping: fl
     rate[lm.INNER_LIP_LOOP] = 0.3 * damping
     rate[_LIDS] = 0.0
     disp = (dst - src).astype(np.float64)
-    best, best_score = disp.copy(), None
+    best, best_score, stalled = disp.copy(), None, 0
     for _ in range(iterations):
         now = signed_areas(src + disp, tris)
         folded = valid & (np.sign(now) != np.sign(ref))
         score = (int(folded.sum()), float(np.abs(now[folded]).sum()))
         if best_score is None or score < best_score:
-            best, best_score = disp.copy(), score
-        if score[0] == 0:
+            best, best_score, stalled = disp.copy(), score, 0
+        else:
+            stalled += 1
+        if score[0] == 0 or stalled >= patience:
             break
         verts = np.unique(tris[folded])
         mean = (disp[table[verts]].sum(1) - disp[verts] * (table.shape[1] - count[verts])[:, None]) / count[verts][:, None]
@@ -251,7 +255,7 @@ def _rasterise(points: np.ndarray, order_key: np.ndarray, triangles: np.ndarray,
     rows, cols = np.nonzero(inside)
     centres = np.stack([cols, rows], 1).astype(np.float32)
     stray = np.zeros(shape, bool)
-    stray[rows, cols] = _barycentric(centres, ids[rows, cols], points, triangles).min(1) < -0.02
+    stray[rows, cols] = _barycentric(centres, ids[rows, cols], points, triangles).min(1) < -0.2
     hull = np.zeros(shape, np.uint8)
     cv2.fillPoly(hull, [np.round(points[lm.FACE_OVAL] * 16).astype(np.int32)], 1, cv2.LINE_8, 4)
     redo = stray | (~inside & (hull > 0))
@@ -309,7 +313,8 @@ def _read_points(points: np.ndarray, ids: np.ndarray, dst: np.ndarray, src: np.n
     floor = (-0.5 * np.minimum(1.0, 10.0 * _conditioning(dst, triangles)))[ids, None]
     w = np.maximum(w, floor)
     w /= w.sum(1, keepdims=True)
-    return np.einsum("nk,nkj->nj", w, src[triangles[ids]].astype(np.float64)).astype(np.float32)
+    s = src[triangles[ids]]  # (N, 3, 2)
+    return (w[:, 0:1] * s[:, 0] + w[:, 1:2] * s[:, 1] + w[:, 2:3] * s[:, 2]).astype(np.float32)
 
 
 def _extend_outside(disp: np.ndarray, inside: np.ndarray, falloff: float) -> np.ndarray:
