@@ -26,6 +26,7 @@ from .face import track_frames
 from .generators import FaceEdit, Generator, make_generator
 from .plan import RenderPlan, build_plan
 from .progress import Progress
+from .quiet import native_stderr_silenced
 from .threads import BackgroundCalls, prefetch
 from .types import AU_NAMES, Frame, MediaInfo, RetargetResult, StageTimes, Track
 from .video import VideoWriter, probe, read_frames, read_still
@@ -47,9 +48,9 @@ def run(drive: Path, target: Path, output: Path, config: RetargetConfig, preview
     progress = Progress(enabled=show_progress)
     # 1. check inputs before any work
     inputs = check_inputs(drive, target, output, preview)
-    # 2. track both faces (two threads: mediapipe runs outside the GIL)
-    with _timed(timings, "track"):
-        drive_track, target_track = track_inputs(inputs, config, progress)
+    # 2. track both faces (two threads: mediapipe runs outside the GIL), its native log lines kept quiet
+    with _timed(timings, "track"), native_stderr_silenced() as stderr:
+        drive_track, target_track = track_inputs(inputs, config, progress, stderr)
     # 3. analyse: smoothed landmarks, head pose, expression relative to each face's neutral
     with _timed(timings, "analyse"):
         drive_clip = _analyse(drive_track, inputs.drive, config.drive_neutral, config, "driver")
@@ -111,9 +112,9 @@ def _frame_size(info: MediaInfo, config: RetargetConfig) -> tuple[int, int]:
     return max(1, round(info.width * scale)), max(1, round(info.height * scale))
 
 
-def track_inputs(inputs: Inputs, config: RetargetConfig, progress: Progress) -> tuple[Track, Track]:
+def track_inputs(inputs: Inputs, config: RetargetConfig, progress: Progress, stream=None) -> tuple[Track, Track]:
     total = inputs.drive.frame_count + (1 if inputs.target.is_still else inputs.target.frame_count)
-    bar = progress.bar("tracking faces", total)
+    bar = progress.bar("tracking faces", total, stream)
     result: dict[str, Track] = {}
     failure: list[BaseException] = []
 
