@@ -291,6 +291,8 @@ def test_cli_success_on_synthetic_inputs(tmp_path: Path, inputs: dict[str, Path]
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     assert f"wrote {out}" in result.stderr
+    # mediapipe's native set-up chatter (glog/absl lines, TFLite delegate notes) stays off the terminal
+    assert "W0000" not in result.stderr and "XNNPACK" not in result.stderr and "absl::" not in result.stderr
     with av.open(str(out)) as container:
         video = container.streams.video[0]
         frames = [f.to_ndarray(format="rgb24") for f in container.decode(video)]
