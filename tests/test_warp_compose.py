@@ -10,9 +10,9 @@ from _helpers import close_eyes, open_mouth, polygon_mask
 from retarget import landmarks as lm
 from retarget.compose import paste
 from retarget.generators import FaceEdit, GeneratedFace, make_generator
-from retarget.generators.warp import (WarpGenerator, WarpSettings, backward_map, border_feather, clamp_iris,
-                                      crop_box, face_size, face_triangles, hole_triangles, mesh_triangles,
-                                      signed_areas, untangle)
+from retarget.generators.warp import (WarpField, WarpGenerator, WarpSettings, border_feather, clamp_iris,
+                                      face_size, face_triangles, hole_triangles, mesh_triangles,
+                                      signed_areas, untangle, warp_field)
 
 NO_AUS = np.zeros(17, np.float32)
 
@@ -157,15 +157,17 @@ def test_closing_the_eyes_hides_iris_and_sclera(astronaut: np.ndarray, astronaut
     assert abs(after[skin].mean() - before[skin].mean()) < 1.0
 
 
+def field_of(points: np.ndarray, destination: np.ndarray, grid: int = 256) -> WarpField:
+    """The generator's own deformation for this edit of the 512x512 astronaut (margin as in the tests' crops)."""
+    return warp_field(points, destination, (512, 512, 3), WarpSettings(grid=grid, margin=0.6))
+
+
 def source_reads_inside_eyes(points: np.ndarray, destination: np.ndarray, grid: int) -> list[float]:
     """Fraction of each source eye opening's pixels whose backward map reads inside that opening."""
-    size = face_size(points)
-    x0, y0, x1, y1 = crop_box(points, destination, 0.6 * size, (512, 512, 3))
+    field = field_of(points, destination, grid)
+    x0, y0, x1, y1 = field.box
     offset = np.array([x0, y0], np.float32)
-    src = clamp_iris(points[:, :2]) - offset
-    dst = untangle(src, clamp_iris(destination[:, :2]) - offset)
-    map_x, map_y = backward_map(src, dst, destination[:, 2], face_triangles(), (y1 - y0, x1 - x0), grid,
-                                0.25 * size)
+    map_x, map_y = field.map_x, field.map_y
     fractions = []
     for eye in (lm.RIGHT_EYE, lm.LEFT_EYE):
         poly = (points[eye, :2] - offset).astype(np.float32)
@@ -191,15 +193,10 @@ def test_closed_eye_reads_skin_not_eyeball(astronaut_landmarks: np.ndarray) -> N
 
 def map_displacement(points: np.ndarray, destination: np.ndarray, grid: int = 256) -> tuple[float, float]:
     """(largest landmark motion, largest backward-map displacement), pixels."""
-    size = face_size(points)
-    x0, y0, x1, y1 = crop_box(points, destination, 0.6 * size, (512, 512, 3))
-    offset = np.array([x0, y0], np.float32)
-    src = clamp_iris(points[:, :2]) - offset
-    dst = untangle(src, clamp_iris(destination[:, :2]) - offset)
-    map_x, map_y = backward_map(src, dst, destination[:, 2], face_triangles(), (y1 - y0, x1 - x0), grid,
-                                0.25 * size)
-    disp = np.hypot(map_x - np.arange(x1 - x0)[None], map_y - np.arange(y1 - y0)[:, None])
-    return float(np.hypot(*(dst - src).T).max()), float(disp.max())
+    field = field_of(points, destination, grid)
+    h, w = field.map_x.shape
+    disp = np.hypot(field.map_x - np.arange(w)[None], field.map_y - np.arange(h)[:, None])
+    return float(np.hypot(*(field.destination - field.source).T).max()), float(disp.max())
 
 
 def _mouth_closed(p: np.ndarray) -> np.ndarray:

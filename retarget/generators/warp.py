@@ -42,28 +42,45 @@ class WarpGenerator:
 
     def __init__(self, settings: WarpSettings | None = None) -> None:
         self.settings = settings or WarpSettings()
-        self.triangles: np.ndarray | None = None  # (K, 3) landmark indices
 
     def prepare(self, target_neutral: np.ndarray) -> None:
-        self.triangles = face_triangles()
+        face_triangles()  # builds the cached mesh once, before the first frame
 
     def generate(self, edit: FaceEdit) -> GeneratedFace:
-        if self.triangles is None:
-            self.prepare(edit.source)
         s = self.settings
-        face = face_size(edit.source)
-        box = crop_box(edit.source, edit.destination, s.margin * face, edit.image.shape)
-        x0, y0, x1, y1 = box
+        field = warp_field(edit.source, edit.destination, edit.image.shape, s)
+        x0, y0, x1, y1 = field.box
         crop = edit.image[y0:y1, x0:x1]
-        offset = np.array([x0, y0], np.float32)
-        src = clamp_iris(edit.source[:, :2]) - offset
-        dst = untangle(src, clamp_iris(edit.destination[:, :2]) - offset)
-        map_x, map_y = backward_map(src, dst, edit.destination[:, 2], self.triangles, crop.shape[:2],
-                                    s.grid, s.falloff * face)
-        out = cv2.remap(crop, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        out = cv2.remap(crop, field.map_x, field.map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         if s.mouth_interior and edit.drive_image is not None and edit.drive_landmarks is not None:
-            out = fill_mouth(out, crop, src, dst, edit.drive_image, edit.drive_landmarks[:, :2])
-        return GeneratedFace(box, out, border_feather(crop.shape[:2], s.feather))
+            out = fill_mouth(out, crop, field.source, field.destination, edit.drive_image,
+                             edit.drive_landmarks[:, :2])
+        return GeneratedFace(field.box, out, border_feather(crop.shape[:2], s.feather))
+
+
+@dataclass
+class WarpField:
+    """The deformation of one frame, in the coordinates of its crop."""
+
+    box: tuple[int, int, int, int]  # x0, y0, x1, y1 of the crop in frame pixels
+    source: np.ndarray  # (478, 2) landmarks before the edit, crop pixels (iris centres inside the eyes)
+    destination: np.ndarray  # (478, 2) after the edit, untangled, crop pixels
+    map_x: np.ndarray  # (h, w) float32: output pixel (y, x) reads input (map_y, map_x)
+    map_y: np.ndarray
+
+
+def warp_field(source: np.ndarray, destination: np.ndarray, frame_shape: tuple[int, ...],
+               settings: WarpSettings) -> WarpField:
+    """Crop, iris clamping, untangling and the backward map for landmarks (478, >=2) in frame pixels."""
+    face = face_size(source)
+    box = crop_box(source, destination, settings.margin * face, frame_shape)
+    offset = np.array(box[:2], np.float32)
+    src = clamp_iris(source[:, :2]) - offset
+    dst = untangle(src, clamp_iris(destination[:, :2]) - offset)
+    depth = destination[:, 2] if destination.shape[1] > 2 else np.zeros(len(destination), np.float32)
+    map_x, map_y = backward_map(src, dst, depth, face_triangles(), (box[3] - box[1], box[2] - box[0]),
+                                settings.grid, settings.falloff * face)
+    return WarpField(box, src, dst, map_x, map_y)
 
 
 @functools.lru_cache(maxsize=1)
@@ -92,6 +109,7 @@ def hole_triangles() -> np.ndarray:
     return np.array([t for t in tris if len(set(t)) == 3], np.int32)
 
 
+@functools.lru_cache(maxsize=1)
 def face_triangles() -> np.ndarray:
     """(K, 3) every triangle the warp draws: the mesh, then the hole fillers."""
     return np.concatenate([mesh_triangles(), hole_triangles()])
