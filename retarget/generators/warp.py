@@ -142,30 +142,42 @@ def _folded(src_areas: np.ndarray, points: np.ndarray, tris: np.ndarray, valid: 
     return valid & (np.sign(signed_areas(points, tris)) != np.sign(src_areas))
 
 
+@functools.lru_cache(maxsize=1)
+def _incidence_table() -> np.ndarray:
+    """(478, D) indices of the mesh triangles touching each vertex, padded with -1."""
+    touching: list[list[int]] = [[] for _ in range(478)]
+    for k, tri in enumerate(mesh_triangles().tolist()):
+        for v in tri:
+            touching[v].append(k)
+    width = max(len(t) for t in touching)
+    return np.array([t + [-1] * (width - len(t)) for t in touching], np.int64)
+
+
 def untangle(src: np.ndarray, dst: np.ndarray, iterations: int = 40, damping: float = 0.5,
              patience: int = 15) -> np.ndarray:
     """Destination (478, 2) with as few mesh triangles folded over (relative to the source) as it can manage.
 
     A displacement transferred from another face can push one contour past the next (a full upper lip
-    rising past the skin below the nose of a face with a short philtrum). The free vertices of folded
-    triangles move part of the way (``damping``) towards the mean displacement of their mesh neighbours. The
-    contours that carry the expression hold: the lids do not move at all (a blink must close the eye fully)
-    and the inner lips move three times more slowly, so mostly the skin around them gives way. The state with the fewest folded triangles (then the smallest
-    folded area) is returned, so the result is never worse than the input; it stops after ``patience``
-    rounds without improvement. Eye and mouth fillers may
-    collapse and are not checked; slivers under half a square pixel are ignored.
+    rising past the skin below the nose of a face with a short philtrum). The vertices of folded triangles
+    move part of the way (``damping``) towards the mean displacement of their mesh neighbours. The contours
+    that carry the expression hold: the lids do not move at all (a blink must close the eye fully) and the
+    inner lips move three times more slowly, so mostly the skin around them gives way. The state with the
+    fewest folded triangles (then the smallest folded area) is returned, so the result is never worse than
+    the input; it stops after ``patience`` rounds without improvement. Eye and mouth fillers may collapse and
+    are not checked; slivers under half a square pixel are ignored.
     """
     tris = mesh_triangles()
     table, count = _neighbour_table()
+    incidence = _incidence_table()
     ref = signed_areas(src, tris)
     valid = np.abs(ref) > 1.0
     rate = np.full(len(src), damping)
     rate[lm.INNER_LIP_LOOP] = 0.3 * damping
     rate[_LIDS] = 0.0
     disp = (dst - src).astype(np.float64)
+    now = signed_areas(src + disp, tris)
     best, best_score, stalled = disp.copy(), None, 0
     for _ in range(iterations):
-        now = signed_areas(src + disp, tris)
         folded = valid & (np.sign(now) != np.sign(ref))
         score = (int(folded.sum()), float(np.abs(now[folded]).sum()))
         if best_score is None or score < best_score:
@@ -177,6 +189,9 @@ def untangle(src: np.ndarray, dst: np.ndarray, iterations: int = 40, damping: fl
         verts = np.unique(tris[folded])
         mean = (disp[table[verts]].sum(1) - disp[verts] * (table.shape[1] - count[verts])[:, None]) / count[verts][:, None]
         disp[verts] += rate[verts, None] * (mean - disp[verts])
+        touched = np.unique(incidence[verts])
+        touched = touched[touched >= 0]
+        now[touched] = signed_areas(src + disp, tris[touched])  # only triangles around moved vertices change
     return (src + best).astype(np.float32)
 
 
