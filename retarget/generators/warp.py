@@ -18,14 +18,13 @@
 from __future__ import annotations
 
 import functools
-from collections import Counter
 from dataclasses import dataclass
-from itertools import combinations
 
 import cv2
 import numpy as np
 
 from .. import landmarks as lm
+from ..mesh import mesh_triangles, neighbour_table
 from .base import FaceEdit, GeneratedFace
 
 @dataclass(frozen=True)
@@ -83,21 +82,6 @@ def warp_field(source: np.ndarray, destination: np.ndarray, frame_shape: tuple[i
     return WarpField(box, src, dst, map_x, map_y)
 
 
-@functools.lru_cache(maxsize=1)
-def mesh_triangles() -> np.ndarray:
-    """(K, 3) landmark indices of mediapipe's face-mesh tessellation (holes at the eyes and the mouth)."""
-    from mediapipe.python.solutions.face_mesh_connections import FACEMESH_TESSELATION
-
-    neighbours: dict[int, set[int]] = {}
-    for a, b in FACEMESH_TESSELATION:
-        neighbours.setdefault(a, set()).add(b)
-        neighbours.setdefault(b, set()).add(a)
-    cliques = {tuple(sorted((a, b, c))) for a, b in FACEMESH_TESSELATION for c in neighbours[a] & neighbours[b]}
-    uses = Counter(e for t in cliques for e in combinations(t, 2))
-    # the edge list only lists edges, and two 3-cycles of it are not faces: each of their edges has 3 users
-    return np.array(sorted(t for t in cliques if not all(uses[e] > 2 for e in combinations(t, 2))), np.int32)
-
-
 def hole_triangles() -> np.ndarray:
     """(K, 3) the mouth strip between the inner lips and the fan around each iris centre."""
     up, lo = lm.INNER_LIP_UPPER, lm.INNER_LIP_LOWER
@@ -113,19 +97,6 @@ def hole_triangles() -> np.ndarray:
 def face_triangles() -> np.ndarray:
     """(K, 3) every triangle the warp draws: the mesh, then the hole fillers."""
     return np.concatenate([mesh_triangles(), hole_triangles()])
-
-
-@functools.lru_cache(maxsize=1)
-def _neighbour_table() -> tuple[np.ndarray, np.ndarray]:
-    """(478, D) padded neighbour indices of each vertex in the mesh and (478,) neighbour counts."""
-    nbrs: list[set[int]] = [set() for _ in range(478)]
-    for a, b, c in mesh_triangles().tolist():
-        nbrs[a] |= {b, c}
-        nbrs[b] |= {a, c}
-        nbrs[c] |= {a, b}
-    width = max(len(n) for n in nbrs)
-    table = np.array([sorted(n) + [i] * (width - len(n)) for i, n in enumerate(nbrs)], np.int32)
-    return table, np.array([max(1, len(n)) for n in nbrs])
 
 
 def signed_areas(points: np.ndarray, triangles: np.ndarray) -> np.ndarray:
@@ -167,7 +138,7 @@ def untangle(src: np.ndarray, dst: np.ndarray, iterations: int = 40, damping: fl
     are not checked; slivers under half a square pixel are ignored.
     """
     tris = mesh_triangles()
-    table, count = _neighbour_table()
+    table, count = neighbour_table()
     incidence = _incidence_table()
     ref = signed_areas(src, tris)
     valid = np.abs(ref) > 1.0
