@@ -1,16 +1,28 @@
-"""Relative transfer: the driver's change from its own neutral, scaled to the target's face, on the target's neutral.
+"""Relative transfer: the driver's change from its own neutral, carried onto the target's neutral.
 
-Scaling is per facial region (each eye, each brow, the lips, the rest) and per axis, from the ratio of the
-spread of that region's points in the two neutral faces. An eye that closes in the driver therefore closes
-exactly in a target with bigger or smaller eyes, and a mouth that opens by half the driver's mouth width
-opens by half the target's.
+Two steps, both relative to each face's own neutral:
+
+1. Displacement transfer. The driver's landmark displacement, scaled per facial region (each eye, each
+   brow, the lips, the rest) and per axis by the ratio of that region's spread in the two neutral faces.
+2. Deformation transfer (Sumner and Popovic 2004), in the image plane. Each mesh triangle of the target
+   undergoes the same local deformation (stretch, shear, rotation) as the driver's matching triangle. The
+   vertex positions are found by sparse least squares, with a weak pull towards step 1, which fixes
+   translation and carries the iris points and depth; the inner lips, which carry the mouth opening, are
+   pulled strongly, so the mouth opens by the driver's opening measured in the target's face height. Absolute displacements from step 1 alone fold the
+   mesh where the two faces' local spacing differs (a driver's lower lip rolling down past skin that sits
+   closer to the lip on the target). Local deformations keep the target's own proportions.
+
+Eye closure is then set from the driver's calibrated closure, so a blink closes any target eye exactly.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from . import landmarks as lm
+from .mesh import mesh_triangles
 
 REGIONS: dict[str, np.ndarray] = {
     "right_eye": np.concatenate([lm.RIGHT_EYE, lm.RIGHT_IRIS]),
@@ -78,20 +90,104 @@ def apply_closure(shapes: np.ndarray, closure: np.ndarray, target_neutral: np.nd
     return out
 
 
+@dataclass
+class DeformationTransfer:
+    """Least-squares deformation transfer between two neutral faces; build once per driver/target pair."""
+
+    drive_neutral: np.ndarray  # (478, 3)
+    target_neutral: np.ndarray  # (478, 3)
+    anchor_weight: float = 0.2  # pull of each vertex towards the displacement-transfer result
+    lip_anchor_weight: float = 3.0  # the inner lips carry the mouth opening: they follow it closely
+
+    def __post_init__(self) -> None:
+        from scipy import sparse
+        from scipy.sparse.linalg import splu
+
+        tris = mesh_triangles()
+        k, n = len(tris), len(self.target_neutral)
+        self._tris = tris
+        self._drive_inv, cond = _edge_inverse(self.drive_neutral[:, :2], tris)
+        self._target_edges = _edges(self.target_neutral[:, :2], tris)  # (K, 2, 2), columns are edges
+        # well-shaped triangles speak with full weight, slivers (unstable gradients) hardly at all; triangles
+        # on the lids do not speak: the closure model sets the lids, and a blink's strong stretch of the lid
+        # skin would otherwise leak across the whole solve
+        on_lids = np.isin(tris, np.concatenate([lm.RIGHT_EYE, lm.LEFT_EYE])).any(1)
+        self._row_weight = np.repeat(np.where(on_lids, 0.0, np.clip(cond / 0.1, 0.0, 1.0)), 2)
+        rows = np.repeat(np.arange(2 * k), 2)
+        cols = np.stack([tris[:, 1], tris[:, 0], tris[:, 2], tris[:, 0]], 1).ravel()
+        vals = np.tile([1.0, -1.0], 2 * k)
+        self._edge_op = sparse.csr_matrix((vals, (rows, cols)), shape=(2 * k, n))  # rows: e1, e2 of each triangle
+        weighted = sparse.diags(self._row_weight) @ self._edge_op
+        self._anchor_w2 = np.full(n, self.anchor_weight ** 2)
+        self._anchor_w2[lm.INNER_LIP_LOOP] = self.lip_anchor_weight ** 2
+        normal = (weighted.T @ weighted + sparse.diags(self._anchor_w2)).tocsc()
+        self._solver = splu(normal)
+
+    def __call__(self, drive_shapes: np.ndarray, anchors: np.ndarray, intensity: float = 1.0) -> np.ndarray:
+        """(T, 478, 3) target shapes from driver shapes (T, 478, 3) and displacement-transfer anchors (T, 478, 3)."""
+        t = len(drive_shapes)
+        grads = _edges(drive_shapes[:, :, :2].reshape(-1, 2), _frame_triangles(self._tris, t, drive_shapes.shape[1]))
+        grads = grads.reshape(t, -1, 2, 2) @ self._drive_inv[None]  # (T, K, 2, 2) deformation gradients
+        grads = np.eye(2) + intensity * (grads - np.eye(2))
+        edges = grads @ self._target_edges[None]  # (T, K, 2, 2): columns e1, e2 of each target triangle
+        # right-hand side per coordinate: edge targets (rows e1, e2 per triangle) and the anchors
+        targets = np.transpose(edges, (0, 1, 3, 2)).reshape(t, -1, 2)  # (T, 2K, 2)
+        weighted = targets * (self._row_weight ** 2)[None, :, None]
+        n = len(self.target_neutral)
+        rhs = self._edge_op.T @ np.transpose(weighted, (1, 0, 2)).reshape(weighted.shape[1], 2 * t)  # (N, 2T)
+        rhs = rhs + self._anchor_w2[:, None] * np.transpose(anchors[:, :, :2], (1, 0, 2)).reshape(n, 2 * t)
+        solved = self._solver.solve(np.asarray(rhs, np.float64))
+        out = anchors.astype(np.float64).copy()
+        out[:, :, :2] = np.transpose(solved.reshape(n, t, 2), (1, 0, 2))
+        return out
+
+
+def _edges(points: np.ndarray, tris: np.ndarray) -> np.ndarray:
+    """(K, 2, 2) edge matrices [b - a, c - a] (as columns) of triangles ``tris`` over ``points`` (N, 2)."""
+    a, b, c = points[tris[:, 0]], points[tris[:, 1]], points[tris[:, 2]]
+    return np.stack([b - a, c - a], 2).astype(np.float64)
+
+
+def _edge_inverse(points: np.ndarray, tris: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(K, 2, 2) inverses of the edge matrices and (K,) conditioning (|det| / squared edge lengths)."""
+    e = _edges(points, tris)
+    det = e[:, 0, 0] * e[:, 1, 1] - e[:, 0, 1] * e[:, 1, 0]
+    cond = np.abs(det) / ((e ** 2).sum((1, 2)) + 1e-12)
+    safe = np.where(np.abs(det) < 1e-12, 1e-12, det)
+    inv = np.stack([np.stack([e[:, 1, 1], -e[:, 0, 1]], 1), np.stack([-e[:, 1, 0], e[:, 0, 0]], 1)], 1)
+    return inv / safe[:, None, None], cond
+
+
+def _frame_triangles(tris: np.ndarray, frames: int, n: int) -> np.ndarray:
+    """Triangle indices repeated for ``frames`` stacked shapes of ``n`` points each."""
+    return (tris[None] + (np.arange(frames) * n)[:, None, None]).reshape(-1, 3)
+
+
+_EYES = np.concatenate([lm.RIGHT_EYE, lm.LEFT_EYE, lm.RIGHT_IRIS, lm.LEFT_IRIS])
+
+
 def transfer(drive_displacement: np.ndarray, drive_neutral: np.ndarray, target_neutral: np.ndarray,
-             scales: np.ndarray, intensity: float = 1.0) -> np.ndarray:
+             scales: np.ndarray, intensity: float = 1.0, chunk: int = 256) -> np.ndarray:
     """Retargeted pose-normalised target shapes.
 
     Args:
         drive_displacement: (T, 478, 3) driver shape minus driver neutral.
         drive_neutral, target_neutral: (478, 3).
-        scales: (478, 3) from ``region_scales``.
+        scales: (478, 3) from ``region_scales`` (the displacement transfer that anchors the solve).
         intensity: overall gain on the expression change (1 = as the driver, 0 = the target's neutral).
     Returns:
-        (T, 478, 3) float32 target shapes; a closing eye closes by the driver's calibrated closure, and
-        eyelids never cross.
+        (T, 478, 3) float32 target shapes: the driver's local deformations on the target's triangles; a
+        closing eye closes by the driver's calibrated closure, and eyelids never cross.
     """
-    shapes = target_neutral[None] + intensity * drive_displacement * scales[None]
+    anchors = target_neutral[None] + intensity * drive_displacement * scales[None]
+    deform = DeformationTransfer(drive_neutral, target_neutral)
+    shapes = np.empty_like(anchors)
+    for start in range(0, len(anchors), chunk):  # bounded memory for long clips
+        part = slice(start, start + chunk)
+        shapes[part] = deform(drive_neutral[None] + drive_displacement[part], anchors[part], intensity)
+    # the eyes are holes in the mesh: lids and irises move as the displacement transfer says, and closing
+    # lids are then set from the calibrated closure
+    shapes[:, _EYES] = anchors[:, _EYES]
     closure = intensity * eye_closure(drive_neutral[None] + drive_displacement, drive_neutral)
     shapes = apply_closure(shapes, closure, target_neutral)
     return uncross_lids(shapes).astype(np.float32)

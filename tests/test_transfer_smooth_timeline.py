@@ -43,9 +43,12 @@ def test_eye_closure_closes_a_differently_sized_target_eye_exactly(astronaut_neu
         np.testing.assert_allclose(out[pairs[:, 0], 1], out[pairs[:, 1], 1], atol=1e-3)
         # the lower lids stay where the target's are (the driver's lower lids did not move)
         np.testing.assert_allclose(out[pairs[:, 1]], target_neutral[pairs[:, 1]], atol=1e-6)
-    # nothing else moves
-    others = np.setdiff1d(np.arange(478), np.concatenate([lm.RIGHT_LID_PAIRS.ravel(), lm.LEFT_LID_PAIRS.ravel()]))
-    np.testing.assert_allclose(out[others], target_neutral[others], atol=1e-6)
+    # nothing away from the eyes moves (deformation transfer lets the lid skin stretch a little)
+    eyes = np.concatenate([lm.RIGHT_EYE, lm.LEFT_EYE])
+    dist = np.linalg.norm(target_neutral[:, None, :2] - target_neutral[None, eyes, :2], axis=2).min(1)
+    far = dist > 0.25
+    assert far.sum() > 300
+    np.testing.assert_allclose(out[far], target_neutral[far], atol=2e-3)
 
 
 @pytest.mark.parametrize("factor", [2.0, 0.6])
@@ -78,9 +81,10 @@ def test_transfer_intensity(astronaut_neutral: np.ndarray) -> None:
     full = transfer(disp, drive_neutral, target_neutral, scales, intensity=1.0)[0]
     half = transfer(disp, drive_neutral, target_neutral, scales, intensity=0.5)[0]
     np.testing.assert_allclose(half, (full + target_neutral) / 2, atol=1e-5)
-    # the mouth opens by the driver's opening measured in the target's face height
+    # the mouth opens by the driver's opening measured in the target's face height (within 3%: the
+    # deformation-transfer solve pulls the inner lips towards that opening, it does not pin them)
     gap = lambda s: s[lm.LOWER_LIP_INNER, 1] - s[lm.UPPER_LIP_INNER, 1]  # noqa: E731
-    assert gap(full) - gap(target_neutral) == pytest.approx(0.2 * scales[lm.LOWER_LIP_INNER, 1], rel=1e-4)
+    assert gap(full) - gap(target_neutral) == pytest.approx(0.2 * scales[lm.LOWER_LIP_INNER, 1], rel=0.03)
     # a blink at intensity 0 leaves the target's eyes open too
     blink = (close_eyes(drive_neutral) - drive_neutral)[None]
     np.testing.assert_allclose(transfer(blink, drive_neutral, target_neutral, scales, 0.0)[0], target_neutral,
