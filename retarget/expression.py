@@ -170,7 +170,6 @@ def analyse(normalised: np.ndarray, found: np.ndarray, times: np.ndarray,
             neutral_time: float | None = None) -> Expression:
     """The Expression of a clip from its pose-normalised landmarks (T, 478, 3)."""
     idx, neutral = pick_neutral(normalised, found, times, neutral_time)
-    disp = np.where(found[:, None, None], normalised - neutral, 0.0).astype(np.float32)
     aus = au_intensities(np.where(found[:, None, None], normalised, neutral), neutral)
     return Expression(normalised=normalised, neutral=neutral.astype(np.float32), neutral_index=idx,
-                      displacement=disp, aus=aus, found=found.copy())
+                      aus=aus, found=found.copy())

@@ -55,6 +55,8 @@ def run(drive: Path, target: Path, output: Path, config: RetargetConfig, preview
     with _timed(timings, "analyse"):
         drive_clip = _analyse(drive_track, inputs.drive, config.drive_neutral, config, "driver")
         target_clip = _analyse(target_track, inputs.target, config.target_neutral, config, "target")
+        lost = int((~drive_track.found).sum()), int((~target_track.found).sum())
+        del drive_track, target_track  # the smoothed copies in the analyses are all that is needed now
     # 4. plan every output frame: transfer, smoothing, timing
     with _timed(timings, "plan"):
         plan = build_plan(drive_clip, target_clip, inputs.target.is_still, config)
@@ -66,8 +68,7 @@ def run(drive: Path, target: Path, output: Path, config: RetargetConfig, preview
     sidecar = write_report(inputs, config, plan, drive_clip, target_clip, timings)
     return RetargetResult(
         output=inputs.output, frames_written=written,
-        drive_frames_without_face=int((~drive_track.found).sum()),
-        target_frames_without_face=int((~target_track.found).sum()),
+        drive_frames_without_face=lost[0], target_frames_without_face=lost[1],
         drive_neutral_time=drive_clip.neutral_time, target_neutral_time=target_clip.neutral_time,
         timings=dict(timings.seconds), config_path=sidecar,
     )

@@ -25,7 +25,7 @@ class RenderPlan:
     destination: np.ndarray  # (T, 478, 3) float32 where they should go, pixels
     weight: np.ndarray  # (T,) float effect strength (0 where the target's face is lost)
     drive_index: np.ndarray  # (T,) int driver frame nearest to the driver time shown
-    drive_aus: np.ndarray  # (T, 17) driver AUs at the driver time shown
+    drive_aus: np.ndarray  # (T, 17) AUs of the driver expression shown (eased to neutral after it ends or is lost)
     output_aus: np.ndarray  # (T, 17) AUs of the retargeted face relative to the target's neutral
     relative_aus: np.ndarray  # (T, 17) output AUs minus the target frame's own AUs
     drive_landmarks: np.ndarray  # (T_drive, 478, 3) the driver's landmarks per driver frame, pixels
@@ -49,7 +49,7 @@ def build_plan(drive: ClipAnalysis, target: ClipAnalysis, still_target: bool, co
     d_neutral = drive.expression.neutral
     shapes = transfer(disp, d_neutral, t_expr.neutral, region_scales(d_neutral, t_expr.neutral), config.intensity)
     t_index = np.zeros(len(out_times), int) if still_target else np.arange(len(out_times))
-    current = np.where(t_expr.found[t_index, None, None], t_expr.normalised[t_index], t_expr.neutral)
+    current = np.where(t_expr.found[t_index, None, None], t_expr.normalised[t_index], t_expr.neutral).astype(np.float32)
     if not still_target:
         shapes = keep_own_closures(shapes, current)
     # 3. into the frame: the target's own head pose, or for a still the driver's head motion on top of it
@@ -59,12 +59,14 @@ def build_plan(drive: ClipAnalysis, target: ClipAnalysis, still_target: bool, co
         p = target.pose
         rot, trans, scale = p.rotation, p.translation, p.scale
     destination = (scale[:, None, None] * shapes @ np.transpose(rot, (0, 2, 1)) + trans[:, None]).astype(np.float32)
-    source = target.track.landmarks[t_index]
+    # a still's one set of landmarks serves every output frame as a read-only view, not T copies
+    landmarks = target.track.landmarks
+    source = np.broadcast_to(landmarks[0], (len(out_times),) + landmarks.shape[1:]) if still_target else landmarks
     weight = np.ones(len(out_times)) if still_target else gap_weights(t_expr.found, out_times, config.gap_blend)
     output_aus = au_intensities(shapes, t_expr.neutral)
     return RenderPlan(
         times=out_times, source=source, destination=destination, weight=weight,
-        drive_index=nearest_index(d_times, at), drive_aus=sample(drive.expression.aus, d_times, at),
+        drive_index=nearest_index(d_times, at), drive_aus=au_intensities(d_neutral[None] + disp, d_neutral),
         output_aus=output_aus, relative_aus=output_aus - au_intensities(current, t_expr.neutral),
         drive_landmarks=drive.track.landmarks,
     )

@@ -83,9 +83,15 @@ class Expression:
     normalised: np.ndarray  # (T, 478, 3) pose-normalised landmarks (unit: the face's rigid-set RMS radius)
     neutral: np.ndarray  # (478, 3) pose-normalised neutral reference shape
     neutral_index: int  # the frame the neutral reference was taken around
-    displacement: np.ndarray  # (T, 478, 3) normalised - neutral; 0 where the face was lost
     aus: np.ndarray  # (T, 17) float32 intensities 0-5 in AU_NAMES order
     found: np.ndarray  # (T,) bool
+
+    @property
+    def displacement(self) -> np.ndarray:
+        """(T, 478, 3) float32 normalised - neutral; 0 where the face was lost (computed, not stored)."""
+        disp = self.normalised - self.neutral
+        disp[~self.found] = 0.0
+        return disp
 
 
 @dataclass
