@@ -53,6 +53,17 @@ def eye_opening(track: Track) -> np.ndarray:
     return (right + left) / 2 / face_height(p)
 
 
+def gaze(track: Track) -> np.ndarray:
+    """(T,) horizontal iris position within the eye, 0 at the eye's image-left corner and 1 at its image-right
+    corner, averaged over both eyes (looking to the image's right raises it for both)."""
+    p = track.landmarks
+    out = []
+    for centre, (left, right) in ((lm.RIGHT_IRIS_CENTRE, (33, 133)), (lm.LEFT_IRIS_CENTRE, (362, 263))):
+        a, v = p[:, left, :2], p[:, right, :2] - p[:, left, :2]
+        out.append(((p[:, centre, :2] - a) * v).sum(-1) / (v * v).sum(-1))
+    return np.mean(out, axis=0)
+
+
 def track_video(path: Path) -> Track:
     info = probe(path)
     return track_frames(read_frames(path), info.width, info.height)
@@ -247,6 +258,20 @@ def test_output_closes_its_eyes_with_the_driver(which: str, request: pytest.Fixt
     # and only there: a second before, they are open
     before = (out.times >= 1.5) & (out.times <= 2.5) & out.found
     assert np.nanmin(mine[before]) > 0.6 * np.nanmedian(mine[out.found])
+
+
+def test_output_gaze_follows_the_driver(s42: Path, out_dir: Path) -> None:
+    """d0 glances left and right (MANIFEST); the still target's irises follow, re-tracked in the output."""
+    drive_path = media_file("drv_lp_d0.mp4")
+    result = retarget.retarget(drive_path, s42, out_dir / "d0_s42.mp4", preset="fast")
+    drive, out = track_video(drive_path), track_video(result.output)
+    ok = out.found
+    assert ok.mean() > 0.95
+    theirs = sampled(drive, gaze(drive), out.times[ok])
+    mine = gaze(out)[ok]
+    assert np.ptp(theirs) > 0.2  # the driver's irises do travel across the eye
+    assert np.corrcoef(theirs, mine)[0, 1] >= 0.8
+    assert np.ptp(mine) >= 0.25 * np.ptp(theirs)  # and the target's travel visibly, not just jitter
 
 
 # ------------------------------------------------------------------------------------------ still target
