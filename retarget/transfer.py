@@ -8,9 +8,10 @@ Two steps, both relative to each face's own neutral:
    undergoes the same local deformation (stretch, shear, rotation) as the driver's matching triangle. The
    vertex positions are found by sparse least squares, with a weak pull towards step 1, which fixes
    translation and carries the iris points and depth; the inner lips, which carry the mouth opening, are
-   pulled strongly, so the mouth opens by the driver's opening measured in the target's face height. Absolute displacements from step 1 alone fold the
-   mesh where the two faces' local spacing differs (a driver's lower lip rolling down past skin that sits
-   closer to the lip on the target). Local deformations keep the target's own proportions.
+   pulled strongly, so the mouth opens by the driver's opening measured in the target's face height.
+   Absolute displacements from step 1 alone fold the mesh where the two faces' local spacing differs (a
+   driver's lower lip rolling down past skin that sits closer to the lip on the target). Local
+   deformations keep the target's own proportions.
 
 Eye closure is then set from the driver's calibrated closure, so a blink closes any target eye exactly.
 """

@@ -158,7 +158,8 @@ def untangle(src: np.ndarray, dst: np.ndarray, iterations: int = 40, damping: fl
         if score[0] == 0 or stalled >= patience:
             break
         verts = np.unique(tris[folded])
-        mean = (disp[table[verts]].sum(1) - disp[verts] * (table.shape[1] - count[verts])[:, None]) / count[verts][:, None]
+        padding = (table.shape[1] - count[verts])[:, None]  # rows are padded with the vertex itself
+        mean = (disp[table[verts]].sum(1) - disp[verts] * padding) / count[verts][:, None]
         disp[verts] += rate[verts, None] * (mean - disp[verts])
         touched = np.unique(incidence[verts])
         touched = touched[touched >= 0]
