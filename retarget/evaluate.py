@@ -207,7 +207,7 @@ def run_eval(selfs: list[Path], crosses: list[tuple[Path, Path]], out_dir: Path,
     out_dir.mkdir(parents=True, exist_ok=True)
     items: list[EvalItem] = []
     with native_stderr_silenced() as stderr, tempfile.TemporaryDirectory(prefix="retarget-eval-") as tmp:
-        bar = Progress(progress).bar("evaluating", len(selfs) + len(crosses), stderr)
+        bar = Progress(progress).bar("evaluating", len(selfs) + len(crosses), stderr, unit="item")
         work = Path(tmp)
         jobs = [("self", c, None) for c in selfs] + [("cross", d, t) for d, t in crosses]
         for kind, a, b in jobs:

@@ -17,12 +17,12 @@ class Progress:
     def __init__(self, enabled: bool = True) -> None:
         self.enabled = enabled
 
-    def bar(self, description: str, total: int, stream=None):
-        """A bar on ``stream`` (default stderr)."""
+    def bar(self, description: str, total: int, stream=None, unit: str = "frame"):
+        """A bar on ``stream`` (default stderr) counting ``unit``s."""
         if not self.enabled:
             return _Silent()
         from tqdm import tqdm
 
-        return tqdm(total=total, desc=description, unit="frame", file=stream or sys.stderr, dynamic_ncols=True,
+        return tqdm(total=total, desc=description, unit=unit, file=stream or sys.stderr, dynamic_ncols=True,
                     bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} "
                                "[{elapsed}<{remaining}, {rate_fmt}]")
