@@ -6,13 +6,13 @@ import json
 import os
 import subprocess
 import sys
-from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
 from PIL import Image
+from test_video import make_clip
 
 import retarget
 from retarget import cli
@@ -164,32 +164,9 @@ def inputs(tmp_path_factory: pytest.TempPathFactory, astronaut: np.ndarray) -> d
     the astronaut as a PNG, a flat grey PNG, and a text file named .mp4."""
     root = tmp_path_factory.mktemp("cli")
     small = np.asarray(Image.fromarray(astronaut).resize((256, 256), Image.LANCZOS))
-    clip = root / "drive.mp4"
-    with av.open(str(clip), "w") as out:
-        video = out.add_stream("libx264", rate=25, width=256, height=256, options={"preset": "ultrafast"})
-        video.pix_fmt = "yuv420p"
-        audio = out.add_stream("aac", rate=44100)
-        audio.layout = "mono"
-        for i in range(6):
-            frame = av.VideoFrame.from_ndarray(small, format="rgb24")
-            frame.pts, frame.time_base = i, Fraction(1, 25)
-            out.mux(video.encode(frame))
-        out.mux(video.encode(None))
-        t = np.arange(int(0.24 * 44100)) / 44100
-        samples = (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None]
-        aframe = av.AudioFrame.from_ndarray(samples, format="fltp", layout="mono")
-        aframe.sample_rate, aframe.pts, aframe.time_base = 44100, 0, Fraction(1, 44100)
-        out.mux(audio.encode(aframe))
-        out.mux(audio.encode(None))
-    target = root / "target.mp4"  # a 4-frame 30 fps video of the same face, no audio
-    with av.open(str(target), "w") as out:
-        video = out.add_stream("libx264", rate=30, width=256, height=256, options={"preset": "ultrafast"})
-        video.pix_fmt = "yuv420p"
-        for i in range(4):
-            frame = av.VideoFrame.from_ndarray(small, format="rgb24")
-            frame.pts, frame.time_base = i, Fraction(1, 30)
-            out.mux(video.encode(frame))
-        out.mux(video.encode(None))
+    clip = make_clip(root / "drive.mp4", 256, 256, n_frames=6, fps=25, audio_seconds=0.24, images=[small] * 6)
+    # a 4-frame 30 fps video of the same face, no audio
+    target = make_clip(root / "target.mp4", 256, 256, n_frames=4, fps=30, images=[small] * 4)
     portrait = root / "portrait.png"
     Image.fromarray(small).save(portrait)
     grey = root / "grey.png"
@@ -318,7 +295,8 @@ def test_api_video_target_with_preview(tmp_path: Path, inputs: dict[str, Path]) 
     with av.open(str(out)) as container:
         video = container.streams.video[0]
         times = [float(f.pts * f.time_base) for f in container.decode(video)]
-        assert video.average_rate == 30 and not container.streams.audio  # the target's (absent) audio
+        assert float(video.average_rate) == pytest.approx(30, rel=1e-3)  # ms timestamps: 30.005 fps
+        assert not container.streams.audio  # the target's (absent) audio
     np.testing.assert_allclose(times, np.arange(4) / 30, atol=1e-3)
     with av.open(str(preview)) as container:
         video = container.streams.video[0]
