@@ -156,34 +156,42 @@ def cross_reenactment(drive: Path, target: Path, work: Path, options: dict[str, 
 
 
 def _background_psnr(target: Path, output: Path, target_track: Track, frames: int = 5) -> float:
-    """PSNR against the target over pixels farther than 0.8 face sizes from its face, on a few frames."""
+    """PSNR against the target over pixels farther than 0.8 face sizes from its face, on a few frames.
+
+    A still target larger than the output (``max_size``) is compared at the output's size.
+    """
     import cv2
 
     from .generators.warp import face_size
 
     info = probe(target)
-    values = []
-    outputs = read_frames(output)
-    sources = (iter([]) if info.is_still else read_frames(target))
     still = read_still(target) if info.is_still else None
+    sources = None if info.is_still else read_frames(target)
     n = probe(output).frame_count
     picks = set(np.linspace(0, max(0, n - 1), frames).astype(int).tolist())
-    for k, out in enumerate(outputs):
-        src = still if still is not None else next(sources, None)
-        if src is None:
+    values = []
+    for k, out in enumerate(read_frames(output)):
+        source = still if still is not None else next(sources, None)
+        if source is None:
             break
         if k not in picks:
             continue
-        points = target_track.landmarks[0 if still is not None else min(k, len(target_track) - 1)]
+        src = source if still is not None else source.image
+        points = target_track.landmarks[0 if still is not None else min(k, len(target_track) - 1)][:, :2]
         if not np.isfinite(points).all():
             continue
-        mask = np.zeros(src.shape[:2], np.uint8)
-        cv2.fillPoly(mask, [np.round(points[:, :2][_hull(points)]).astype(np.int32)], 1)
-        distance = cv2.distanceTransform(1 - mask, cv2.DIST_L2, 3)
-        far = distance > 0.8 * face_size(points)
-        h, w = src.shape[:2]
+        if still is not None and max(src.shape[:2]) > max(out.image.shape[:2]):  # the output was capped
+            scale = max(out.image.shape[:2]) / max(src.shape[:2])
+            points = points * scale
+            src = cv2.resize(src, (round(src.shape[1] * scale), round(src.shape[0] * scale)),
+                             interpolation=cv2.INTER_AREA)
+        # the output may carry one padded row or column (odd sizes): compare the common area
+        h, w = min(src.shape[0], out.image.shape[0]), min(src.shape[1], out.image.shape[1])
+        mask = np.zeros((h, w), np.uint8)
+        cv2.fillPoly(mask, [np.round(points[_hull(points)]).astype(np.int32)], 1)
+        far = cv2.distanceTransform(1 - mask, cv2.DIST_L2, 3) > 0.8 * face_size(points)
         if far.any():
-            values.append(min(metrics.psnr(out.image[:h, :w][far], src[far]), 100.0))
+            values.append(min(metrics.psnr(out.image[:h, :w][far], src[:h, :w][far]), 100.0))
     return float(np.mean(values)) if values else float("nan")
 
 
