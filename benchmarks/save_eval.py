@@ -5,6 +5,7 @@ third-party media, stay in the scratch folder given with --out and must not be c
 
     python benchmarks/save_eval.py --out /tmp/eval_full           # runs the standard set, then saves
     python benchmarks/save_eval.py --out /tmp/eval_full --no-run  # saves an existing report
+    python benchmarks/save_eval.py --out A --out B --no-run        # merges the items of several runs
 """
 
 from __future__ import annotations
@@ -30,6 +31,24 @@ def command(out: Path) -> list[str]:
     return cmd + ["--out", str(out)]
 
 
+def merged_markdown(folders: list[Path]) -> str:
+    """The eval tables of every item in the folders' report.json files (later folders win for the same pair)."""
+    import json
+
+    sys.path.insert(0, str(ROOT))
+    from retarget.eval_report import markdown
+    from retarget.evaluate import EvalItem
+
+    items: dict[tuple[str, str, str], EvalItem] = {}
+    for folder in folders:
+        for raw in json.loads((folder / "report.json").read_text())["items"]:
+            item = EvalItem(**raw)
+            key = (item.kind, item.drive, item.target)
+            if item.error is None or key not in items:
+                items[key] = item
+    return markdown(list(items.values()))
+
+
 def cpu_model() -> str:
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("model name"):
@@ -39,15 +58,15 @@ def cpu_model() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, required=True, help="scratch folder for the eval run (not committed)")
+    parser.add_argument("--out", type=Path, action="append", required=True,
+                        help="scratch folder of an eval run (not committed); repeat to merge runs")
     parser.add_argument("--no-run", action="store_true", help="save the report already in --out")
     args = parser.parse_args()
     if not MEDIA.is_dir():
         raise SystemExit(f"shared media not found at {MEDIA}")
-    cmd = command(args.out)
     if not args.no_run:
-        subprocess.run(cmd, check=False)
-    report = (args.out / "report.md").read_text()
+        subprocess.run(command(args.out[0]), check=False)
+    report = merged_markdown(args.out)
     today = datetime.date.today().isoformat()
     header = [f"# retarget eval — {today}", "",
               f"- Command: `python -m retarget eval --self <{len(DRIVERS)} drivers> "
