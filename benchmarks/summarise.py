@@ -1,6 +1,7 @@
 """Write BENCHMARKS.md from the newest dated result of each kind in benchmarks/results/.
 
-Result files are named ``YYYY-MM-DD-KIND.md`` (``main`` from bench_main.py, ``eval`` from save_eval.py). This
+Result files are named ``YYYY-MM-DD-KIND.md`` (``main`` from bench_main.py, ``speed`` from bench_speed.py,
+``eval`` from save_eval.py). This
 script copies the newest of each kind under one heading, with a link to the file; nothing in BENCHMARKS.md is
 typed by hand. Run: ``python benchmarks/summarise.py``.
 """
@@ -12,7 +13,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
-TITLES = {"main": "Speed and memory of the main job", "eval": "Quality: retarget eval"}
+TITLES = {"main": "Speed and memory of the main job", "speed": "Speed at three resolutions and start-up",
+          "eval": "Quality: retarget eval"}
 
 
 def newest_by_kind(folder: Path) -> dict[str, Path]:
