@@ -41,6 +41,8 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
+from machine import cpu_model, version
+
 REPO = Path(__file__).resolve().parent.parent
 WORK = REPO / "benchmarks" / "work" / "bench_main"
 RESULTS = REPO / "benchmarks" / "results"
@@ -431,23 +433,6 @@ def make_looped(source: Clip, seconds: float, name: str) -> Clip:
 
 
 # ------------------------------------------------------------------------------------------------ report
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def version(dist: str) -> str:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
 
 
 def git_describe() -> str:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import av
 import cv2
+from machine import machine_summary
 
 ROOT = Path(__file__).resolve().parent.parent
 MEDIA = ROOT.parent / "shared" / "media"
@@ -85,7 +85,7 @@ def main() -> None:
     lines = [f"# Speed at three resolutions — {datetime.date.today().isoformat()}", "",
              "- Command: `python benchmarks/bench_speed.py`; driver drv_lp_d18; targets made from vid_lp_s18 "
              "(512x512 crop around the face, the 1280x720 original, upscaled 1920x1080)",
-             f"- Machine: {os.cpu_count()} cores; reference: ffmpeg libx264 veryfast, fastest of 3", "",
+             f"- Machine: {machine_summary()}", "- Reference: ffmpeg libx264 veryfast, fastest of 3", "",
              "| target | frames | ffmpeg s | retarget s | ratio | frames/s | track ms/f | generate ms/f |",
              "|---|---|---|---|---|---|---|---|"]
     for name, frames, ref, wall, st in rows:

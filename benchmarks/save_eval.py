@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import platform
 import subprocess
 import sys
 from pathlib import Path
+
+from machine import machine_summary
 
 ROOT = Path(__file__).resolve().parent.parent
 MEDIA = ROOT.parent / "shared" / "media"
@@ -39,21 +40,14 @@ def merged_markdown(folders: list[Path]) -> str:
     from retarget.eval_report import markdown
     from retarget.evaluate import EvalItem
 
-    items: dict[tuple[str, str, str], EvalItem] = {}
+    items: dict[tuple[str, str, str, str], EvalItem] = {}
     for folder in folders:
         for raw in json.loads((folder / "report.json").read_text())["items"]:
             item = EvalItem(**raw)
-            key = (item.kind, item.drive, item.target)
+            key = (item.kind, item.drive, item.target, item.generator)
             if item.error is None or key not in items:
                 items[key] = item
     return markdown(list(items.values()))
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
 
 
 def main() -> None:
@@ -73,7 +67,7 @@ def main() -> None:
               f"--cross <{len(DRIVERS)} drivers x {len(TARGETS)} targets> --out DIR` "
               f"(`python benchmarks/save_eval.py --out DIR`)",
               f"- Drivers: {', '.join(DRIVERS)}; targets: {', '.join(TARGETS)} (../shared/media)",
-              f"- Machine: {cpu_model()}, {__import__('os').cpu_count()} cores; Python {platform.python_version()}",
+              f"- Machine: {machine_summary()}",
               ""]
     body = report.split("\n", 1)[1] if report.startswith("# ") else report
     path = ROOT / "benchmarks" / "results" / f"{today}-eval.md"

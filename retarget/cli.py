@@ -107,7 +107,8 @@ def build_eval_parser() -> argparse.ArgumentParser:
                    help="a driver and a target (video or still); repeat for more pairs")
     p.add_argument("--cross-list", type=Path, help="a text file of 'DRIVE TARGET' lines")
     p.add_argument("--out", type=Path, required=True, help="folder for the reports")
-    p.add_argument("--generator", default=None, help="generator to evaluate (default: warp)")
+    p.add_argument("--generator", action="append", default=None, metavar="NAME",
+                   help="generator to evaluate (default: warp); repeat to compare several in one table")
     p.add_argument("--preset", help="configs/NAME.yaml or a YAML file for the runs")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.add_argument("--debug", action="store_true", help="print tracebacks of failing items")
@@ -145,8 +146,9 @@ def eval_main(argv: list[str]) -> int:
                 raise RetargetError(f"{path} not found")
         if not selfs and not crosses:
             raise RetargetError("nothing to evaluate: give --self clips and/or --cross pairs")
-        options = {k: v for k, v in (("generator", args.generator), ("preset", args.preset)) if v is not None}
-        items = run_eval(selfs, crosses, args.out, options, progress=not args.quiet, debug=args.debug)
+        options = {"preset": args.preset} if args.preset else {}
+        items = run_eval(selfs, crosses, args.out, options, progress=not args.quiet, debug=args.debug,
+                         generators=tuple(args.generator or ["warp"]))
     except (RetargetError, OSError, ValueError) as exc:
         return _fail(str(exc), args.debug)
     failed = sum(1 for i in items if i.error)

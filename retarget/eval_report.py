@@ -15,7 +15,13 @@ def _fmt(value: float | None, digits: int = 3) -> str:
     return f"{value:.{digits}f}"
 
 
+def _name(item: EvalItem, path: str, several: bool) -> str:
+    """A file's name, with the generator when the report compares several."""
+    return f"{Path(path).name} [{item.generator}]" if several else Path(path).name
+
+
 def markdown(items: list[EvalItem]) -> str:
+    several = len({i.generator for i in items}) > 1
     lines = ["# retarget eval", ""]
     selfs = [i for i in items if i.kind == "self"]
     crosses = [i for i in items if i.kind == "cross"]
@@ -27,10 +33,10 @@ def markdown(items: list[EvalItem]) -> str:
                   "| AU MAE | baseline |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for i in selfs:
             if i.error:
-                lines.append(f"| {Path(i.drive).name} | failed: {i.error} |" + " |" * 10)
+                lines.append(f"| {_name(i, i.drive, several)} | failed: {i.error} |" + " |" * 10)
                 continue
             m, b = i.metrics, i.baseline
-            lines.append(f"| {Path(i.drive).name} | {int(m['frames'])} | {_fmt(m['l1'])} | {_fmt(b['l1'])} "
+            lines.append(f"| {_name(i, i.drive, several)} | {int(m['frames'])} | {_fmt(m['l1'])} | {_fmt(b['l1'])} "
                          f"| {_fmt(m['psnr'], 2)} | {_fmt(b['psnr'], 2)} | {_fmt(m['ssim'])} | {_fmt(b['ssim'])} "
                          f"| {_fmt(m['akd'], 2)} | {_fmt(b['akd'], 2)} | {_fmt(m['au_mae'])} | {_fmt(b['au_mae'])} |")
         ok = [i for i in selfs if not i.error]
@@ -56,12 +62,12 @@ def markdown(items: list[EvalItem]) -> str:
                   "|---|---|---|---|" + "---|" * len(KEY_AUS) + "---|---|---|"]
         for i in crosses:
             if i.error:
-                lines.append(f"| {Path(i.drive).name} | {Path(i.target).name} | failed: {i.error} |"
+                lines.append(f"| {_name(i, i.drive, several)} | {Path(i.target).name} | failed: {i.error} |"
                              + " |" * (len(KEY_AUS) + 4))
                 continue
             m = i.metrics
             per = " | ".join(_fmt(i.per_au[a]["corr"], 2) for a in KEY_AUS)
-            lines.append(f"| {Path(i.drive).name} | {Path(i.target).name} | {_fmt(m['au_corr'], 2)} "
+            lines.append(f"| {_name(i, i.drive, several)} | {Path(i.target).name} | {_fmt(m['au_corr'], 2)} "
                          f"| {_fmt(m['au_mae'])} | {per} | {_fmt(m['shape_distance'], 4)} "
                          f"| {_fmt(m['background_psnr'], 1)} | {_fmt(m['jitter_output'], 4)} / "
                          f"{_fmt(m['jitter_drive'], 4)} |")

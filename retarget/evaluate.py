@@ -38,6 +38,7 @@ class EvalItem:
     kind: str  # "self" or "cross"
     drive: str
     target: str
+    generator: str = "warp"
     metrics: dict[str, float] = field(default_factory=dict)
     baseline: dict[str, float] = field(default_factory=dict)  # self-reenactment: the no-motion baseline
     per_au: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -208,28 +209,35 @@ def _write_png(path: Path, image: np.ndarray) -> None:
 
 
 def run_eval(selfs: list[Path], crosses: list[tuple[Path, Path]], out_dir: Path, options: dict[str, Any],
-             progress: bool = True, debug: bool = False) -> list[EvalItem]:
-    """Run every item, continuing past failures, and write the reports into ``out_dir``."""
+             progress: bool = True, debug: bool = False, generators: tuple[str, ...] = ("warp",)) -> list[EvalItem]:
+    """Run every item with every generator, continuing past failures, and write the reports into ``out_dir``."""
     from .progress import Progress
 
     out_dir.mkdir(parents=True, exist_ok=True)
     items: list[EvalItem] = []
     with native_stderr_silenced() as stderr, tempfile.TemporaryDirectory(prefix="retarget-eval-") as tmp:
-        bar = Progress(progress).bar("evaluating", len(selfs) + len(crosses), stderr, unit="item")
+        for generator in generators:
+            (Path(tmp) / generator).mkdir()
+        bar = Progress(progress).bar("evaluating", (len(selfs) + len(crosses)) * len(generators), stderr, unit="item")
         work = Path(tmp)
         jobs = [("self", c, None) for c in selfs] + [("cross", d, t) for d, t in crosses]
-        for kind, a, b in jobs:
-            start = time.perf_counter()
-            try:
-                item = self_reenactment(a, work, options) if kind == "self" else cross_reenactment(a, b, work, options)
-            except Exception as exc:  # reported in the tables, the other items go on
-                item = EvalItem(kind, str(a), str(b if b is not None else a),
-                                error=f"{type(exc).__name__}: {exc}".splitlines()[0])
-                if debug:
-                    traceback.print_exc(file=stderr)
-            item.seconds = time.perf_counter() - start
-            items.append(item)
-            bar.update()
+        for generator in generators:
+            run_options = {**options, "generator": generator}
+            for kind, a, b in jobs:
+                start = time.perf_counter()
+                try:
+                    if kind == "self":
+                        item = self_reenactment(a, work / generator, run_options)
+                    else:
+                        item = cross_reenactment(a, b, work / generator, run_options)
+                except Exception as exc:  # reported in the tables, the other items go on
+                    item = EvalItem(kind, str(a), str(b if b is not None else a),
+                                    error=f"{type(exc).__name__}: {exc}".splitlines()[0])
+                    if debug:
+                        traceback.print_exc(file=stderr)
+                item.generator, item.seconds = generator, time.perf_counter() - start
+                items.append(item)
+                bar.update()
         bar.close()
         write_reports(items, out_dir, work, options)
     return items
@@ -245,4 +253,6 @@ def write_reports(items: list[EvalItem], out_dir: Path, work: Path, options: dic
     eval_report.contact_sheet(items, work, out_dir / "contact.png")
     for item in items:
         if item.error is None and item.kind == "cross":
-            eval_report.au_plot(item, work, out_dir / f"aus_{Path(item.drive).stem}__{Path(item.target).stem}.png")
+            suffix = "" if item.generator == "warp" else f"__{item.generator}"
+            name = f"aus_{Path(item.drive).stem}__{Path(item.target).stem}{suffix}.png"
+            eval_report.au_plot(item, work, out_dir / name)
