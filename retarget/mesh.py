@@ -39,18 +39,3 @@ def neighbour_table() -> tuple[np.ndarray, np.ndarray]:
     width = max(len(n) for n in nbrs)
     table = np.array([sorted(n) + [i] * (width - len(n)) for i, n in enumerate(nbrs)], np.int32)
     return table, np.array([max(1, len(n)) for n in nbrs])
-
-
-def smooth_over_mesh(values: np.ndarray, iterations: int, keep: float = 0.5) -> np.ndarray:
-    """``values`` (478, ...) averaged with their mesh neighbours ``iterations`` times (Laplacian smoothing).
-
-    Vertices outside the mesh (the iris points) keep their values.
-    """
-    table, count = neighbour_table()
-    out = values.astype(np.float64).copy()
-    for _ in range(iterations):
-        pad = table.shape[1] - count
-        mean = (out[table].sum(1) - out * pad.reshape((-1,) + (1,) * (out.ndim - 1))) / count.reshape(
-            (-1,) + (1,) * (out.ndim - 1))
-        out = keep * out + (1 - keep) * mean
-    return out

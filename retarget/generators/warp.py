@@ -109,10 +109,6 @@ def signed_areas(points: np.ndarray, triangles: np.ndarray) -> np.ndarray:
 _LIDS = np.concatenate([lm.RIGHT_EYE, lm.LEFT_EYE, [lm.RIGHT_IRIS_CENTRE, lm.LEFT_IRIS_CENTRE]])
 
 
-def _folded(src_areas: np.ndarray, points: np.ndarray, tris: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    return valid & (np.sign(signed_areas(points, tris)) != np.sign(src_areas))
-
-
 @functools.lru_cache(maxsize=1)
 def _incidence_table() -> np.ndarray:
     """(478, D) indices of the mesh triangles touching each vertex, padded with -1."""
