@@ -9,6 +9,11 @@ from pathlib import Path
 EPILOG = """\
 examples:
   retarget drive.mp4 target.mp4 -o out.mp4
+  retarget drive.mp4 target.mp4 -o out.mp4 --only mouth          (lip sync only; brows and eyes stay the target's)
+  retarget drive.mp4 target.mp4 -o out.mp4 --gain AU12=1.5 --gain brows=0.5
+  retarget aus.csv portrait.jpg -o out.mp4                       (AU curves drive: OpenFace 2 CSV layout)
+  retarget analyze clip.mp4 --csv aus.csv --plot aus.png         (see retarget analyze --help)
+  retarget edit portrait.jpg --au AU12=+2 -o smiling.png         (see retarget edit --help)
   retarget eval --self clip.mp4 --cross drive.mp4 portrait.jpg --out eval/   (see retarget eval --help)
   retarget drive.mp4 portrait.jpg -o out.mp4 --no-pose --max-size 720
   retarget drive.mp4 target.mp4 -o out.mp4 --preset subtle --preview side_by_side.mp4
@@ -22,7 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="retarget", description="The target's face performs the driver's facial expressions, keeping its "
         "own identity, head pose, lighting and background.", epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("drive", type=Path, help="video whose facial expressions are transferred")
+    p.add_argument("drive", type=Path, help="video whose facial expressions are transferred, or a CSV of AU "
+                   "curves (OpenFace 2 layout: timestamp, success, AU01_r ... AU45_r; missing AUs count as 0)")
     p.add_argument("target", type=Path, help="video or still portrait (jpg, png, webp) that receives them")
     p.add_argument("-o", "--output", type=Path, required=True, help="mp4 to write (replaced only on success)")
     p.add_argument("--preset", help="configs/NAME.yaml or a YAML file; the flags below override it")
@@ -31,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="time of the driver's neutral face (default: its calmest frame)")
     p.add_argument("--target-neutral", type=float, metavar="SECONDS",
                    help="time of the target's neutral face (default: its calmest frame)")
+    add_gain_flags(p)
+    p.add_argument("--fps", type=float, help="AU curves on a still: output frame rate (default: the rows' own "
+                   "rate when they are at most 0.1 s apart, else 25)")
     p.add_argument("--audio", choices=("auto", "target", "drive", "none"),
                    help="audio source, copied without re-encoding (default auto: the target video's, "
                         "or the driver's for a still target)")
@@ -49,15 +58,61 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def add_gain_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--gain", action="append", default=[], metavar="NAME=GAIN",
+                   help="gain on one AU (AU12=1.5) or region (brows, eyes, mouth: brows=0); repeatable")
+    p.add_argument("--only", metavar="REGIONS", help="drive only these regions (comma-separated: brows,eyes,mouth); "
+                   "the others keep the target's own expression")
+    p.add_argument("--exclude", metavar="REGIONS", help="regions that keep the target's own expression")
+
+
+def parse_pairs(items: list[str], flag: str, signed: bool = False) -> dict[str, float]:
+    """``["AU12=1.5", "brows=0"]`` -> ``{"AU12": 1.5, "brows": 0.0}``; a malformed item raises ValueError."""
+    out: dict[str, float] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        try:
+            if not sep or not name.strip():
+                raise ValueError
+            out[_au_name(name.strip())] = float(value)
+        except ValueError:
+            example = "AU12=+2" if signed else "AU12=1.5"
+            raise ValueError(f"{flag} {item!r}: expected NAME=NUMBER, e.g. {example}") from None
+    return out
+
+
+def _au_name(name: str) -> str:
+    """Accept AU12, au12 and AU1 for AU01."""
+    if name.upper().startswith("AU") and name[2:].isdigit():
+        return f"AU{int(name[2:]):02d}"
+    return name.lower()
+
+
+def _regions(text: str | None) -> list[str] | None:
+    return [r.strip().lower() for r in text.split(",") if r.strip()] if text else None
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "eval":
         return eval_main(argv[1:])
-    args = build_parser().parse_args(argv)
+    if argv and argv[0] == "analyze":
+        from .cli_analyze import analyze_main
+
+        return analyze_main(argv[1:])
+    if argv and argv[0] == "edit":
+        return edit_main(argv[1:])
+    parser = build_parser()
+    args = parser.parse_args(argv)
     from . import retarget
     from .errors import RetargetError
 
+    try:
+        gains = parse_pairs(args.gain, "--gain")
+    except ValueError as exc:
+        parser.error(str(exc))
     options = {
+        "gains": gains or None, "only": _regions(args.only), "exclude": _regions(args.exclude), "fps": args.fps,
         "intensity": args.intensity, "drive_neutral": args.drive_neutral, "target_neutral": args.target_neutral,
         "audio": args.audio, "loop": args.loop, "pose": args.pose, "max_size": args.max_size, "crf": args.crf,
         "x264_preset": args.x264_preset,
@@ -154,3 +209,61 @@ def eval_main(argv: list[str]) -> int:
     failed = sum(1 for i in items if i.error)
     print(f"evaluated {len(items) - failed} of {len(items)} items; reports in {args.out}", file=sys.stderr)
     return 0 if failed == 0 else 1
+
+
+def build_edit_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="retarget edit", description="Relative AU editing without a driver: add AU changes to the target's "
+        "own expression in every frame (a video), or to a still portrait (an image, or a clip with --duration).",
+        epilog="examples:\n  retarget edit portrait.jpg --au AU12=+2 -o smiling.png\n"
+        "  retarget edit clip.mp4 --au AU04=-1 --au AU01=+1.5 --from 2 --to 5 --ramp 0.5 -o out.mp4\n"
+        "  retarget edit portrait.jpg --au AU45=+5 --duration 2 --from 0.5 --to 1.5 --ramp 0.3 -o blink.mp4",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("target", type=Path, help="video or still portrait (jpg, png, webp)")
+    p.add_argument("--au", action="append", default=[], metavar="AUxx=CHANGE", required=True,
+                   help="relative change of one AU on the 0-5 scale, e.g. AU12=+2 or AU04=-1; repeatable. A "
+                   "decrease never goes below the face's own neutral")
+    p.add_argument("-o", "--output", type=Path, required=True,
+                   help="mp4 for a video (or a still with --duration); png/jpg/webp for a still")
+    p.add_argument("--from", dest="start", type=float, metavar="SECONDS", help="edit from this time (default: start)")
+    p.add_argument("--to", dest="stop", type=float, metavar="SECONDS", help="edit until this time (default: end)")
+    p.add_argument("--ramp", type=float, default=0.0, metavar="SECONDS",
+                   help="ease the edit in after --from and out before --to over this long (default 0)")
+    p.add_argument("--duration", type=float, metavar="SECONDS", help="a still target: make a clip this long")
+    p.add_argument("--fps", type=float, help="frame rate of a clip made from a still (default 25)")
+    p.add_argument("--preset", help="configs/NAME.yaml or a YAML file")
+    p.add_argument("--target-neutral", type=float, metavar="SECONDS",
+                   help="time of the target video's neutral face (default: its calmest frame)")
+    p.add_argument("--max-size", type=int, metavar="PIXELS", help="cap a still target's longer side (default 1280)")
+    p.add_argument("--crf", type=int, help="H.264 quality, lower is better (default 18)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    return p
+
+
+def edit_main(argv: list[str]) -> int:
+    parser = build_edit_parser()
+    args = parser.parse_args(argv)
+    from . import edit
+    from .errors import RetargetError
+
+    try:
+        deltas = parse_pairs(args.au, "--au", signed=True)
+    except ValueError as exc:
+        parser.error(str(exc))
+    if args.ramp < 0:
+        parser.error("--ramp must not be negative")
+    options = {"fps": args.fps, "target_neutral": args.target_neutral, "max_size": args.max_size, "crf": args.crf}
+    try:
+        result = edit(args.target, args.output, deltas, start=args.start, stop=args.stop, ramp=args.ramp,
+                      duration=args.duration, preset=args.preset, progress=not args.quiet, **options)
+    except RetargetError as exc:
+        return _fail(str(exc), args.debug)
+    except KeyboardInterrupt:
+        print("retarget: interrupted; no output written", file=sys.stderr)
+        return 130
+    except Exception as exc:  # an unexpected failure is still one line unless --debug
+        return _fail(f"unexpected {type(exc).__name__}: {exc} (run with --debug for details)", args.debug)
+    if not args.quiet:
+        print(f"wrote {result.output} ({result.frames_written} frames); report {result.config_path}", file=sys.stderr)
+    return 0

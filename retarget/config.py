@@ -30,6 +30,10 @@ class RetargetConfig:
     crf: int = 18  # H.264 quality (lower = better, bigger)
     x264_preset: str = "veryfast"  # x264 speed preset
     warp: dict[str, Any] = field(default_factory=dict)  # overrides of generators.warp.WarpSettings
+    gains: dict[str, float] = field(default_factory=dict)  # per-AU ("AU12") or per-region ("brows") gains
+    only: list[str] = field(default_factory=list)  # regions to drive (empty: all); the others keep the target's
+    exclude: list[str] = field(default_factory=list)  # regions that keep the target's own expression
+    fps: float | None = None  # frame rate of made-up timing (AU curves or an edit on a still); None: inferred
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -92,6 +96,9 @@ def validate(c: RetargetConfig) -> None:
     for name in ("smooth_expression", "smooth_pose", "gap_blend", "drive_release"):
         if getattr(c, name) < 0:
             raise RetargetError(f"{name} must not be negative")
+    _validate_gains(c)
+    if c.fps is not None and not 1 <= c.fps <= 240:
+        raise RetargetError(f"fps must be between 1 and 240, not {c.fps}")
     # checked here, before any tracking, rather than when the generator or the encoder is first made
     from .generators import GENERATORS
     from .video import X264_PRESETS
@@ -105,3 +112,21 @@ def validate(c: RetargetConfig) -> None:
     bad = set(c.warp) - {f.name for f in dataclasses.fields(WarpSettings)}
     if bad:
         raise RetargetError(f"unknown warp setting(s): {', '.join(sorted(bad))}")
+
+
+REGIONS = ("brows", "eyes", "mouth")
+
+
+def _validate_gains(c: RetargetConfig) -> None:
+    from .types import AU_NAMES
+
+    for name, value in c.gains.items():
+        if name not in AU_NAMES and name not in REGIONS:
+            raise RetargetError(f"unknown gain {name!r}: use an AU ({AU_NAMES[0]}..{AU_NAMES[-1]}) or a region "
+                                f"({', '.join(REGIONS)})")
+        if not isinstance(value, (int, float)) or not 0 <= value <= 3:
+            raise RetargetError(f"gain {name}={value} must be a number between 0 and 3")
+    for flag, names in (("only", c.only), ("exclude", c.exclude)):
+        bad = [n for n in names if n not in REGIONS]
+        if bad:
+            raise RetargetError(f"unknown region(s) in {flag}: {', '.join(bad)} (regions: {', '.join(REGIONS)})")

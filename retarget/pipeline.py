@@ -19,11 +19,13 @@ from pathlib import Path
 import numpy as np
 
 from .analysis import ClipAnalysis, analyse_clip
+from .aushape import AUShapeModel
 from .compose import paste
 from .config import RetargetConfig
 from .errors import RetargetError
 from .face import track_frames
 from .generators import FaceEdit, Generator, make_generator
+from .motion import DriveMotion, envelope, from_clip, from_curves, from_edit
 from .plan import RenderPlan, build_plan
 from .progress import Progress
 from .quiet import native_stderr_silenced
@@ -36,42 +38,132 @@ OUTPUT_SUFFIXES = (".mp4", ".mov", ".m4v")
 
 @dataclass
 class Inputs:
-    drive: MediaInfo
+    drive: MediaInfo | None  # None when AU curves or edits drive the target
     target: MediaInfo
     output: Path
     preview: Path | None
+    curves: Path | None = None  # an AU curve CSV that drives the target
+
+
+@dataclass
+class OutputTiming:
+    fps: Fraction
+    time_base: Fraction
+
+
+def is_au_csv(path: Path) -> bool:
+    return Path(path).suffix.lower() == ".csv"
 
 
 def run(drive: Path, target: Path, output: Path, config: RetargetConfig, preview: Path | None = None,
         show_progress: bool = True) -> RetargetResult:
+    """The main job: a driver video (or an AU curve CSV) drives the target video or still."""
     timings = StageTimes()
     progress = Progress(enabled=show_progress)
     # 1. check inputs before any work
     inputs = check_inputs(drive, target, output, preview)
-    # 2. track both faces (two threads: mediapipe runs outside the GIL), its native log lines kept quiet
+    # 2. track the faces (two threads: mediapipe runs outside the GIL), its native log lines kept quiet
     with _timed(timings, "track"), native_stderr_silenced() as stderr:
         drive_track, target_track = track_inputs(inputs, config, progress, stderr)
     # 3. analyse: smoothed landmarks, head pose, expression relative to each face's neutral
     with _timed(timings, "analyse"):
-        drive_clip = _analyse(drive_track, inputs.drive, config.drive_neutral, config, "driver")
         target_clip = _analyse(target_track, inputs.target, config.target_neutral, config, "target")
-        lost = int((~drive_track.found).sum()), int((~target_track.found).sum())
+        if drive_track is not None:
+            motion = from_clip(_analyse(drive_track, inputs.drive, config.drive_neutral, config, "driver"))
+        else:
+            motion = _curve_motion(inputs.curves, target_clip, inputs.target.is_still, config)
         del drive_track, target_track  # the smoothed copies in the analyses are all that is needed now
-    # 4. plan every output frame: transfer, smoothing, timing
+    return _plan_render_report(inputs, motion, target_clip, config, progress, timings)
+
+
+def _plan_render_report(inputs: Inputs, motion: DriveMotion, target_clip: ClipAnalysis, config: RetargetConfig,
+                        progress: Progress, timings: StageTimes, image_output: bool = False) -> RetargetResult:
+    # 4. plan every output frame: transfer, gains, smoothing, timing
     with _timed(timings, "plan"):
-        plan = build_plan(drive_clip, target_clip, inputs.target.is_still, config)
+        plan = build_plan(motion, target_clip, inputs.target.is_still, config)
         generator = make_generator(config.generator, **config.warp)
         generator.prepare(target_clip.expression.neutral)
     # 5. render: decode, generate, paste back, encode with the audio
-    written = render(inputs, plan, generator, config, progress, timings)
+    if image_output:
+        written = render_image(inputs, plan, generator, config, timings)
+    else:
+        written = render(inputs, plan, generator, config, progress, timings, _output_timing(inputs, motion))
     # 6. report: the resolved configuration and the AU trajectories used, next to the output
-    sidecar = write_report(inputs, config, plan, drive_clip, target_clip, timings)
+    sidecar = write_report(inputs, config, plan, motion, target_clip, timings)
     return RetargetResult(
         output=inputs.output, frames_written=written,
-        drive_frames_without_face=lost[0], target_frames_without_face=lost[1],
-        drive_neutral_time=drive_clip.neutral_time, target_neutral_time=target_clip.neutral_time,
+        drive_frames_without_face=int((~motion.found).sum()),
+        target_frames_without_face=int((~target_clip.track.found).sum()),
+        drive_neutral_time=motion.neutral_time, target_neutral_time=target_clip.neutral_time,
         timings=dict(timings.seconds), config_path=sidecar,
     )
+
+
+def _output_timing(inputs: Inputs, motion: DriveMotion) -> OutputTiming:
+    if not inputs.target.is_still:
+        return OutputTiming(inputs.target.fps, inputs.target.time_base)
+    if inputs.drive is not None:
+        return OutputTiming(inputs.drive.fps, inputs.drive.time_base)
+    step = float(np.median(np.diff(motion.times))) if len(motion.times) > 1 else 1 / 25
+    fps = Fraction(1 / step).limit_denominator(1001)
+    return OutputTiming(fps, Fraction(1, 1) / fps)
+
+
+def _curve_fps(times: np.ndarray, config: RetargetConfig) -> float:
+    """Frame rate for AU curves on a still: --fps, else the rows' own rate when they are dense, else 25."""
+    if config.fps:
+        return float(config.fps)
+    step = float(np.median(np.diff(times))) if len(times) > 1 else 1.0
+    return 1.0 / step if step <= 0.1 else 25.0
+
+
+def _curve_motion(path: Path, target: ClipAnalysis, still: bool, config: RetargetConfig) -> DriveMotion:
+    from .aucsv import read_au_csv
+
+    curves = read_au_csv(path)
+    fps = _curve_fps(curves.times, config) if still else float(target.fps)
+    rotation = None
+    if curves.pose is not None:
+        from scipy.spatial.transform import Rotation
+
+        rotation = Rotation.from_euler("XYZ", curves.pose[:, 3:6]).as_matrix()
+    try:
+        return from_curves(curves.times, curves.aus, curves.success, AUShapeModel.build(target.expression.neutral),
+                           fps, rotation)
+    except ValueError as exc:
+        raise RetargetError(f"{path}: {exc}") from None
+
+
+def run_edit(target: Path, output: Path, config: RetargetConfig, deltas: dict[str, float],
+             start: float | None = None, stop: float | None = None, ramp: float = 0.0,
+             duration: float | None = None, show_progress: bool = True) -> RetargetResult:
+    """Relative AU edits on a target video or still (the papers' relative-AU editing, without a driver)."""
+    timings = StageTimes()
+    progress = Progress(enabled=show_progress)
+    # 1. check inputs before any work
+    inputs, image_output = check_edit_inputs(target, output, deltas, duration)
+    # 2. track the target
+    with _timed(timings, "track"), native_stderr_silenced() as stderr:
+        track = _track_target(inputs, config, progress, stderr)
+    # 3. analyse, and add the edits to its own expression in every frame
+    with _timed(timings, "analyse"):
+        clip = _analyse(track, inputs.target, config.target_neutral, config, "target")
+        times = _edit_times(clip, inputs.target.is_still, duration, config)
+        if not inputs.target.is_still and not 0 <= (start or 0) <= times[-1]:
+            raise RetargetError(f"--from {start} s is outside the target's 0-{times[-1]:.2f} s")
+        change = np.array([deltas.get(a, 0.0) for a in AU_NAMES])
+        strength = envelope(times, start, stop, ramp)
+        motion = from_edit(clip, AUShapeModel.build(clip.expression.neutral), change, times, strength)
+    return _plan_render_report(inputs, motion, clip, config, progress, timings, image_output)
+
+
+def _edit_times(clip: ClipAnalysis, still: bool, duration: float | None, config: RetargetConfig) -> np.ndarray:
+    if not still:
+        return clip.track.times.copy()
+    if duration is None:
+        return np.zeros(1)
+    fps = float(config.fps or 25.0)
+    return np.arange(max(1, round(duration * fps))) / fps
 
 
 @contextmanager
@@ -84,9 +176,15 @@ def _timed(timings: StageTimes, stage: str) -> Iterator[None]:
 
 
 def check_inputs(drive: Path, target: Path, output: Path, preview: Path | None) -> Inputs:
-    drive_info, target_info = probe(drive), probe(target)
-    if drive_info.is_still:
-        raise RetargetError(f"the driver must be a video, and {drive} is a still image")
+    curves = Path(drive) if is_au_csv(drive) else None
+    if curves is not None and not curves.is_file():
+        raise RetargetError(f"{curves} not found")
+    drive_info = None if curves is not None else probe(drive)
+    target_info = probe(target)
+    if drive_info is not None and drive_info.is_still:
+        raise RetargetError(f"the driver must be a video or an AU curve CSV, and {drive} is a still image")
+    if curves is not None and preview is not None:
+        raise RetargetError("--preview shows the driver video; AU curves have none")
     output = Path(output)
     if output.suffix.lower() not in OUTPUT_SUFFIXES:
         raise RetargetError(f"output must end in {', '.join(OUTPUT_SUFFIXES)}: {output}")
@@ -96,7 +194,35 @@ def check_inputs(drive: Path, target: Path, output: Path, preview: Path | None) 
                 raise RetargetError(f"output {out} would overwrite the input {given}")
     if preview is not None and Path(preview).resolve() == output.resolve():
         raise RetargetError("the preview and the output must be different files")
-    return Inputs(drive_info, target_info, output, Path(preview) if preview else None)
+    return Inputs(drive_info, target_info, output, Path(preview) if preview else None, curves)
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+
+
+def check_edit_inputs(target: Path, output: Path, deltas: dict[str, float],
+                      duration: float | None) -> tuple[Inputs, bool]:
+    """Inputs of an edit, and whether the output is an image (a still target without ``duration``)."""
+    if not deltas:
+        raise RetargetError("nothing to edit: give at least one --au AUxx=CHANGE")
+    bad = [a for a in deltas if a not in AU_NAMES]
+    if bad:
+        raise RetargetError(f"unknown AU(s) {', '.join(bad)}; known: {' '.join(AU_NAMES)}")
+    info = probe(target)
+    output = Path(output)
+    image_output = output.suffix.lower() in IMAGE_SUFFIXES
+    if image_output and (not info.is_still or duration is not None):
+        raise RetargetError(f"{output} is an image; a video target or --duration makes a video "
+                            f"({', '.join(OUTPUT_SUFFIXES)})")
+    if not image_output and output.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise RetargetError(f"output must end in {', '.join(OUTPUT_SUFFIXES + IMAGE_SUFFIXES)}: {output}")
+    if not image_output and info.is_still and duration is None:
+        raise RetargetError("a still target makes an image; give --duration SECONDS for a video")
+    if duration is not None and not 0 < duration <= 600:
+        raise RetargetError(f"--duration must be between 0 and 600 seconds, not {duration}")
+    if output.resolve() == Path(target).resolve() or (output.exists() and os.path.samefile(output, target)):
+        raise RetargetError(f"output {output} would overwrite the input {target}")
+    return Inputs(None, info, output, None), image_output
 
 
 def _target_frames(info: MediaInfo, config: RetargetConfig) -> Iterator[Frame]:
@@ -113,7 +239,20 @@ def _frame_size(info: MediaInfo, config: RetargetConfig) -> tuple[int, int]:
     return max(1, round(info.width * scale)), max(1, round(info.height * scale))
 
 
-def track_inputs(inputs: Inputs, config: RetargetConfig, progress: Progress, stream=None) -> tuple[Track, Track]:
+def _track_target(inputs: Inputs, config: RetargetConfig, progress: Progress, stream=None) -> Track:
+    bar = progress.bar("tracking the face", 1 if inputs.target.is_still else inputs.target.frame_count, stream)
+    try:
+        w, h = _frame_size(inputs.target, config)
+        return track_frames(_target_frames(inputs.target, config), w, h, still=inputs.target.is_still,
+                            on_frame=bar.update)
+    finally:
+        bar.close()
+
+
+def track_inputs(inputs: Inputs, config: RetargetConfig, progress: Progress,
+                 stream=None) -> tuple[Track | None, Track]:
+    if inputs.drive is None:
+        return None, _track_target(inputs, config, progress, stream)
     total = inputs.drive.frame_count + (1 if inputs.target.is_still else inputs.target.frame_count)
     bar = progress.bar("tracking faces", total, stream)
     result: dict[str, Track] = {}
@@ -160,7 +299,7 @@ def _audio_source(inputs: Inputs, config: RetargetConfig) -> Path | None:
     if choice == "none":
         return None
     info = inputs.drive if choice == "drive" else inputs.target
-    return info.path if info.audio_codec else None
+    return info.path if info is not None and info.audio_codec else None
 
 
 class DriveCursor:
@@ -190,12 +329,11 @@ class DriveCursor:
 
 
 def render(inputs: Inputs, plan: RenderPlan, generator: Generator, config: RetargetConfig,
-           progress: Progress, timings: StageTimes) -> int:
+           progress: Progress, timings: StageTimes, timing: OutputTiming) -> int:
     w, h = _frame_size(inputs.target, config)
     still = inputs.target.is_still
-    fps = inputs.drive.fps if still else inputs.target.fps
-    time_base = inputs.drive.time_base if still else inputs.target.time_base
-    cursor = DriveCursor(inputs.drive.path)
+    fps, time_base = timing.fps, timing.time_base
+    cursor = DriveCursor(inputs.drive.path) if inputs.drive is not None else None
     bar = progress.bar("rendering", len(plan))
     writer = VideoWriter(inputs.output, w, h, fps, time_base=time_base, audio_from=_audio_source(inputs, config),
                          crf=config.crf, preset=config.x264_preset)
@@ -207,7 +345,7 @@ def render(inputs: Inputs, plan: RenderPlan, generator: Generator, config: Retar
             preview = PreviewWriter(inputs.preview, h, fps, time_base)
         frames = _still_repeated(inputs, config, len(plan)) if still else read_frames(inputs.target.path)
         for t, frame in zip(range(len(plan)), _timed_iter(prefetch(frames), timings, "decode")):
-            drive_frame = cursor.get(int(plan.drive_index[t]))
+            drive_frame = cursor.get(int(plan.drive_index[t])) if cursor is not None else None
             original = frame.image.copy() if preview is not None else None  # the render may paste in place
             with _timed(timings, "generate"):
                 out = _render_frame(frame.image, t, plan, generator, drive_frame)
@@ -226,9 +364,31 @@ def render(inputs: Inputs, plan: RenderPlan, generator: Generator, config: Retar
             preview.abort()
         raise
     finally:
-        cursor.close()
+        if cursor is not None:
+            cursor.close()
         bar.close()
     return count
+
+
+def render_image(inputs: Inputs, plan: RenderPlan, generator: Generator, config: RetargetConfig,
+                 timings: StageTimes) -> int:
+    """Render the one frame of an edited still and write it as an image, atomically."""
+    from PIL import Image
+
+    image = read_still(inputs.target.path, config.max_size)
+    with _timed(timings, "generate"):
+        out = _render_frame(image, 0, plan, generator, None)
+    with _timed(timings, "encode"):
+        tmp = inputs.output.with_name(f".{inputs.output.name}.part{inputs.output.suffix}")
+        try:
+            Image.fromarray(out).save(tmp, quality=95)
+            os.replace(tmp, inputs.output)
+        except BaseException as exc:
+            tmp.unlink(missing_ok=True)
+            if isinstance(exc, OSError):
+                raise RetargetError(f"cannot write {inputs.output}: {exc}") from exc
+            raise
+    return 1
 
 
 def _write_outputs(writer: VideoWriter, preview: PreviewWriter | None, drive_frame: Frame | None,
@@ -281,6 +441,8 @@ def _render_frame(image: np.ndarray, t: int, plan: RenderPlan, generator: Genera
 
 
 def _drive_landmarks(plan: RenderPlan, index: int) -> np.ndarray | None:
+    if plan.drive_landmarks is None:
+        return None
     points = plan.drive_landmarks[min(index, len(plan.drive_landmarks) - 1)]
     if not np.isfinite(points).all():
         return None
@@ -320,19 +482,25 @@ class PreviewWriter:
             self._writer.abort()
 
 
+def _drive_name(inputs: Inputs) -> str | None:
+    if inputs.curves is not None:
+        return str(inputs.curves)
+    return str(inputs.drive.path) if inputs.drive is not None else None
+
+
 def report_path(output: Path) -> Path:
     return output.with_name(output.stem + ".retarget.json")
 
 
-def write_report(inputs: Inputs, config: RetargetConfig, plan: RenderPlan, drive: ClipAnalysis,
+def write_report(inputs: Inputs, config: RetargetConfig, plan: RenderPlan, drive: DriveMotion,
                  target: ClipAnalysis, timings: StageTimes) -> Path:
     """The resolved configuration and per-frame AU trajectories, written atomically beside the output."""
     path = report_path(inputs.output)
     report = {
-        "drive": str(inputs.drive.path), "target": str(inputs.target.path), "output": str(inputs.output),
+        "drive": _drive_name(inputs), "target": str(inputs.target.path), "output": str(inputs.output),
         "config": config.to_dict(),
         "drive_neutral_time": drive.neutral_time, "target_neutral_time": target.neutral_time,
-        "drive_frames_without_face": int((~drive.track.found).sum()),
+        "drive_frames_without_face": int((~drive.found).sum()),
         "target_frames_without_face": int((~target.track.found).sum()),
         "timings_seconds": {k: round(v, 3) for k, v in timings.seconds.items()},
         "au_names": list(AU_NAMES),

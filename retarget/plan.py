@@ -12,10 +12,27 @@ import numpy as np
 
 from . import landmarks as lm
 from .analysis import ClipAnalysis
+from .aushape import AU_REGION, AUShapeModel
 from .config import RetargetConfig
 from .expression import au_intensities
-from .timeline import drive_times, ease_after_end, gap_weights, hold_and_release, nearest_index, sample
-from .transfer import region_scales, transfer
+from .motion import DriveMotion
+from .timeline import (
+    drive_times,
+    ease_after_end,
+    gap_weights,
+    hold_and_release,
+    nearest_index,
+    sample,
+)
+from .transfer import (
+    REGION_AUS,
+    landmark_gains,
+    region_scales,
+    region_weights,
+    transfer,
+    uncross_lids,
+)
+from .types import AU_NAMES
 
 
 @dataclass
@@ -28,48 +45,88 @@ class RenderPlan:
     drive_aus: np.ndarray  # (T, 17) AUs of the driver expression shown (eased to neutral after it ends or is lost)
     output_aus: np.ndarray  # (T, 17) AUs of the retargeted face relative to the target's neutral
     relative_aus: np.ndarray  # (T, 17) output AUs minus the target frame's own AUs
-    drive_landmarks: np.ndarray  # (T_drive, 478, 3) the driver's landmarks per driver frame, pixels
+    drive_landmarks: np.ndarray | None  # (T_drive, 478, 3) the driver video's landmarks per frame, pixels (None: no video)
 
     def __len__(self) -> int:
         return len(self.times)
 
 
-def build_plan(drive: ClipAnalysis, target: ClipAnalysis, still_target: bool, config: RetargetConfig) -> RenderPlan:
-    d_times = drive.track.times
-    drive_end = float(d_times[-1]) + 1.0 / max(drive.fps, 1e-6)
-    out_times = d_times.copy() if still_target else target.track.times.copy()
-    at = drive_times(out_times, drive_end, config.loop)
-    # 1. the driver's expression at each output time, easing to neutral where its face is lost or it has ended
-    held = hold_and_release(drive.expression.displacement, drive.expression.found, d_times, config.drive_release)
-    disp = sample(held, d_times, at)
-    if not config.loop:
-        disp *= ease_after_end(at, drive_end, config.drive_release)[:, None, None].astype(np.float32)
-    # 2. transfer to the target's proportions, on the target's neutral
+def build_plan(drive: DriveMotion, target: ClipAnalysis, still_target: bool, config: RetargetConfig,
+               out_times: np.ndarray | None = None) -> RenderPlan:
+    """Plan every output frame. ``out_times``: the output frame times (default: the target video's frame
+    times, or the driver's for a still target)."""
+    d_times = drive.times
+    if out_times is None:
+        out_times = d_times.copy() if still_target else target.track.times.copy()
+    at = drive_times(out_times, drive.end, config.loop)
     t_expr = target.expression
-    d_neutral = drive.expression.neutral
-    shapes = transfer(disp, d_neutral, t_expr.neutral, region_scales(d_neutral, t_expr.neutral), config.intensity)
     t_index = np.zeros(len(out_times), int) if still_target else np.arange(len(out_times))
     current = np.where(t_expr.found[t_index, None, None], t_expr.normalised[t_index], t_expr.neutral).astype(np.float32)
+    # 1. the driver's expression at each output time, easing to neutral where its face is lost or it has ended
+    held = hold_and_release(drive.displacement, drive.found, d_times, config.drive_release)
+    disp = sample(held, d_times, at)
+    if not config.loop:
+        disp *= ease_after_end(at, drive.end, config.drive_release)[:, None, None].astype(np.float32)
+    drive_aus = au_intensities(drive.neutral[None] + disp, drive.neutral)
+    # 2. transfer to the target's proportions, on the target's neutral, with the region and AU gains
+    shapes = transfer_with_gains(disp, drive.neutral, t_expr.neutral, drive_aus, current, config)
     if not still_target:
         shapes = keep_own_closures(shapes, current)
-    # 3. into the frame: the target's own head pose, or for a still the driver's head motion on top of it
+    # 3. into the frame: the change on the target's own landmarks, or for a still the driver's head motion too
+    landmarks = target.track.landmarks
     if still_target:
         rot, trans, scale = still_head_motion(drive, target, at, config.pose)
+        destination = scale[:, None, None] * shapes @ np.transpose(rot, (0, 2, 1)) + trans[:, None]
+        # a still's one set of landmarks serves every output frame as a read-only view, not T copies
+        source = np.broadcast_to(landmarks[0], (len(out_times),) + landmarks.shape[1:])
+        weight = np.ones(len(out_times))
     else:
         p = target.pose
-        rot, trans, scale = p.rotation, p.translation, p.scale
-    destination = (scale[:, None, None] * shapes @ np.transpose(rot, (0, 2, 1)) + trans[:, None]).astype(np.float32)
-    # a still's one set of landmarks serves every output frame as a read-only view, not T copies
-    landmarks = target.track.landmarks
-    source = np.broadcast_to(landmarks[0], (len(out_times),) + landmarks.shape[1:]) if still_target else landmarks
-    weight = np.ones(len(out_times)) if still_target else gap_weights(t_expr.found, out_times, config.gap_blend)
+        destination = landmarks + p.scale[:, None, None] * (shapes - current) @ np.transpose(p.rotation, (0, 2, 1))
+        source = landmarks
+        weight = gap_weights(t_expr.found, out_times, config.gap_blend)
     output_aus = au_intensities(shapes, t_expr.neutral)
     return RenderPlan(
-        times=out_times, source=source, destination=destination, weight=weight,
-        drive_index=nearest_index(d_times, at), drive_aus=au_intensities(d_neutral[None] + disp, d_neutral),
+        times=out_times, source=source, destination=destination.astype(np.float32), weight=weight,
+        drive_index=nearest_index(d_times, at), drive_aus=drive_aus,
         output_aus=output_aus, relative_aus=output_aus - au_intensities(current, t_expr.neutral),
-        drive_landmarks=drive.track.landmarks,
+        drive_landmarks=drive.landmarks,
     )
+
+
+def transfer_with_gains(disp: np.ndarray, drive_neutral: np.ndarray, target_neutral: np.ndarray,
+                        drive_aus: np.ndarray, current: np.ndarray, config: RetargetConfig) -> np.ndarray:
+    """(T, 478, 3) target shapes: the driver's displacement ``disp`` (T, 478, 3), scaled per region and per AU,
+    transferred onto the target's neutral; regions with gain 0 keep the target's own expression ``current``.
+
+    Region gains scale the driver's displacement landmark by landmark before the transfer (a soft partition,
+    ``transfer.region_weights``). An AU gain adds ``(gain - 1)`` times that AU's share, as the AU-to-shape model
+    on the target's neutral draws it, so ``--gain AU12=0`` takes the smile out and leaves the jaw drop.
+    """
+    regions, au_gain = resolve_gains(config)
+    weights = region_weights(target_neutral)
+    per_landmark = landmark_gains(region_weights(drive_neutral), regions) * config.intensity
+    scaled = disp * per_landmark[None, :, None].astype(np.float32)
+    shapes = transfer(scaled, drive_neutral, target_neutral, region_scales(drive_neutral, target_neutral))
+    extra = (au_gain - 1.0) * np.array([regions[AU_REGION[a]] for a in AU_NAMES]) * config.intensity
+    if np.any(extra != 0):
+        model = AUShapeModel.build(target_neutral)
+        w = drive_aus * extra[None] / np.diag(model.response)[None]
+        shapes = uncross_lids(shapes + model.displacement(w).astype(np.float32))
+    kept = landmark_gains(weights, {r: float(g == 0) for r, g in regions.items()})
+    if np.any(kept > 0):
+        shapes = kept[None, :, None] * current + (1 - kept[None, :, None]) * shapes
+    return shapes.astype(np.float32)
+
+
+def resolve_gains(config: RetargetConfig) -> tuple[dict[str, float], np.ndarray]:
+    """Per-region gains (brows, eyes, mouth) and per-AU gains (17,) from ``gains``, ``only`` and ``exclude``."""
+    regions = {r: float(config.gains.get(r, 1.0)) for r in REGION_AUS}
+    for r in regions:
+        if (config.only and r not in config.only) or r in config.exclude:
+            regions[r] = 0.0
+    au_gain = np.array([float(config.gains.get(a, 1.0)) for a in AU_NAMES])
+    return regions, au_gain
 
 
 def keep_own_closures(shapes: np.ndarray, current: np.ndarray) -> np.ndarray:
@@ -89,7 +146,7 @@ def keep_own_closures(shapes: np.ndarray, current: np.ndarray) -> np.ndarray:
     return out
 
 
-def still_head_motion(drive: ClipAnalysis, target: ClipAnalysis, at: np.ndarray,
+def still_head_motion(drive: DriveMotion, target: ClipAnalysis, at: np.ndarray,
                       follow: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per output frame (rotation (T,3,3), translation (T,3), scale (T,)) for a still target.
 
@@ -98,14 +155,9 @@ def still_head_motion(drive: ClipAnalysis, target: ClipAnalysis, at: np.ndarray,
     """
     n = len(at)
     r_t, t_t, s_t = target.pose.rotation[0], target.pose.translation[0], target.pose.scale[0]
-    if not follow:
+    if not follow or drive.head is None:
         return np.tile(r_t, (n, 1, 1)), np.tile(t_t, (n, 1)), np.full(n, s_t)
-    dp, k = drive.pose, drive.expression.neutral_index
-    times = drive.track.times
-    r_d = sample(dp.rotation, times, at)
-    u, _, vt = np.linalg.svd(r_d)
-    r_d = u @ vt
-    rel = r_d @ dp.rotation[k].T
-    shift = (sample(dp.translation, times, at) - dp.translation[k]) / dp.scale[k]
-    ratio = sample(dp.scale, times, at) / dp.scale[k]
-    return rel @ r_t, t_t + s_t * shift, s_t * ratio
+    head, times = drive.head, drive.times
+    u, _, vt = np.linalg.svd(sample(head.rotation, times, at))
+    rel = u @ vt
+    return rel @ r_t, t_t + s_t * sample(head.shift, times, at), s_t * sample(head.ratio, times, at)

@@ -204,3 +204,47 @@ def uncross_lids(shapes: np.ndarray) -> np.ndarray:
         out[:, pairs[:, 0], 1] = np.where(crossed, mid, up)
         out[:, pairs[:, 1], 1] = np.where(crossed, mid, lo)
     return out
+
+
+# Regions for per-region gains: which AUs each covers (the landmarks are ``region_weights``).
+REGION_AUS: dict[str, tuple[str, ...]] = {
+    "brows": ("AU01", "AU02", "AU04"),
+    "eyes": ("AU05", "AU06", "AU07", "AU45"),  # and gaze (the irises)
+    "mouth": ("AU09", "AU10", "AU12", "AU14", "AU15", "AU17", "AU20", "AU23", "AU25", "AU26"),
+}
+
+
+def _smoothstep(x: np.ndarray) -> np.ndarray:
+    x = np.clip(x, 0.0, 1.0)
+    return x * x * (3 - 2 * x)
+
+
+def region_weights(neutral: np.ndarray) -> dict[str, np.ndarray]:
+    """Soft partition of the face into brows, eyes and mouth: (478,) weights per region, summing to 1.
+
+    By height in the pose-normalised neutral: the brows and everything above them; the eyes, lids, irises and
+    upper cheeks; the mouth, the nose below its bridge, the lower cheeks and the jaw. Between regions the
+    weights cross over in a band (between the brows and the upper lids; between the lower lids and the nose
+    wings), so a region's gain never leaves a seam. The features themselves belong wholly to their region.
+    """
+    y = neutral[:, 1]
+    brow_low = float(neutral[np.concatenate([lm.RIGHT_BROW, lm.LEFT_BROW]), 1].max())
+    lid_top = float(neutral[[159, 386], 1].min())
+    lid_low = float(neutral[[145, 374], 1].max())
+    wings = float(neutral[list(lm.NOSE_ALAR), 1].mean())
+    brows = 1.0 - _smoothstep((y - brow_low) / max(lid_top - brow_low, 1e-6))
+    mouth = _smoothstep((y - lid_low - 0.3 * (wings - lid_low)) / max(0.7 * (wings - lid_low), 1e-6))
+    eyes = 1.0 - brows - mouth
+    weights = {"brows": brows, "eyes": np.clip(eyes, 0, 1), "mouth": mouth}
+    features = {"brows": np.concatenate([lm.RIGHT_BROW, lm.LEFT_BROW]),
+                "eyes": np.concatenate([lm.RIGHT_EYE, lm.LEFT_EYE, lm.RIGHT_IRIS, lm.LEFT_IRIS]),
+                "mouth": lm.LIPS}
+    for name, idx in features.items():
+        for other in weights:
+            weights[other][idx] = 1.0 if other == name else 0.0
+    return weights
+
+
+def landmark_gains(weights: dict[str, np.ndarray], gains: dict[str, float]) -> np.ndarray:
+    """(478,) per-landmark gain from per-region gains (missing regions: 1)."""
+    return sum(weights[r] * gains.get(r, 1.0) for r in weights)

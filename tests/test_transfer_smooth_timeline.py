@@ -9,6 +9,7 @@ from _helpers import close_eyes, open_mouth
 from retarget import landmarks as lm
 from retarget.analysis import analyse_clip
 from retarget.config import RetargetConfig
+from retarget.motion import from_clip
 from retarget.plan import build_plan, keep_own_closures
 from retarget.smooth import fill_gaps, smooth, window_frames
 from retarget.timeline import (drive_times, ease_after_end, gap_weights, hold_and_release, nearest_index,
@@ -276,7 +277,7 @@ def test_plan_for_a_still_target(astronaut_landmarks: np.ndarray) -> None:
     small = 0.5 * face + [40.0, 60.0, 0.0]
     target = analyse_clip(pixel_track([small], 1.0), 25.0, None, 0, 0)
     config = RetargetConfig(smooth_expression=0, smooth_pose=0)
-    plan = build_plan(drive, target, still_target=True, config=config)
+    plan = build_plan(from_clip(drive), target, still_target=True, config=config)
     assert len(plan) == len(opening)
     np.testing.assert_allclose(plan.times, drive.track.times)
     np.testing.assert_array_equal(plan.weight, 1.0)
@@ -307,7 +308,7 @@ def test_plan_for_a_video_target_follows_its_pose_and_gaps(astronaut_landmarks: 
     track.found[20] = False
     track.landmarks[20] = np.nan
     target = analyse_clip(track, 30.0, None, 0, 0)
-    plan = build_plan(drive, target, still_target=False, config=RetargetConfig(gap_blend=0.1))
+    plan = build_plan(from_clip(drive), target, still_target=False, config=RetargetConfig(gap_blend=0.1))
     np.testing.assert_allclose(plan.times, track.times)
     assert plan.weight[20] == 0.0 and plan.weight[10] == 1.0 and 0 < plan.weight[19] < 1
     # a neutral driver frame leaves each target frame where it is, whatever its pose
@@ -338,7 +339,7 @@ def test_still_target_follows_the_driver_head_motion(astronaut_landmarks: np.nda
     drive = analyse_clip(pixel_track(frames, 25.0), 25.0, 0.0, 0, 0)  # neutral: frame 0, upright
     small = 0.5 * face + [40.0, 60.0, 0.0]
     target = analyse_clip(pixel_track([small], 1.0), 25.0, None, 0, 0)
-    plan = build_plan(drive, target, still_target=True, config=RetargetConfig(pose=follow))
+    plan = build_plan(from_clip(drive), target, still_target=True, config=RetargetConfig(pose=follow))
     np.testing.assert_allclose(plan.destination[5, :, :2], small[:, :2], atol=0.3)  # at rest: where it is
     d = plan.destination[15, :, :2]
     eye_line = d[lm.LEFT_EYE_CORNERS[0]] - d[lm.RIGHT_EYE_CORNERS[0]]

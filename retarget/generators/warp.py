@@ -51,9 +51,10 @@ class WarpGenerator:
         x0, y0, x1, y1 = field.box
         crop = edit.image[y0:y1, x0:x1]
         out = cv2.remap(crop, field.map_x, field.map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        if s.mouth_interior and edit.drive_image is not None and edit.drive_landmarks is not None:
-            out = fill_mouth(out, crop, field.source, field.destination, edit.drive_image,
-                             edit.drive_landmarks[:, :2])
+        if s.mouth_interior:
+            has_driver = edit.drive_image is not None and edit.drive_landmarks is not None
+            out = fill_mouth(out, crop, field.source, field.destination, edit.drive_image if has_driver else None,
+                             edit.drive_landmarks[:, :2] if has_driver else None)
         return GeneratedFace(field.box, out, border_feather(crop.shape[:2], s.feather))
 
 
@@ -371,8 +372,11 @@ def polygon_area(points: np.ndarray) -> float:
 
 
 def fill_mouth(warped: np.ndarray, crop: np.ndarray, src: np.ndarray, dst: np.ndarray,
-               drive_image: np.ndarray, drive_points: np.ndarray) -> np.ndarray:
-    """Blend the driver's colour-matched mouth interior into the destination inner-lip outline.
+               drive_image: np.ndarray | None = None, drive_points: np.ndarray | None = None) -> np.ndarray:
+    """Blend a mouth interior into the destination inner-lip outline where the mouth opens wider than before.
+
+    The interior is the driver's, colour-matched, when there is a driver frame; otherwise (AU curves or AU
+    edits) a shaded cavity in the target's own darkened lip colour.
 
     Args:
         warped: (h, w, 3) uint8 warped crop; crop: the crop before warping.
@@ -381,10 +385,10 @@ def fill_mouth(warped: np.ndarray, crop: np.ndarray, src: np.ndarray, dst: np.nd
     """
     loop = lm.INNER_LIP_LOOP
     area_dst, area_src = polygon_area(dst[loop]), polygon_area(src[loop])
-    area_drv = polygon_area(drive_points[loop])
     extra = (area_dst - 1.1 * area_src) / max(area_dst, 1e-6)
     strength = float(np.clip(extra / 0.3, 0.0, 1.0))
-    if strength <= 0 or area_drv < 4.0:
+    has_driver = drive_image is not None and drive_points is not None
+    if strength <= 0 or (has_driver and polygon_area(drive_points[loop]) < 4.0):
         return warped
     x0, y0 = np.floor(dst[loop].min(0)).astype(int) - 3
     x1, y1 = np.ceil(dst[loop].max(0)).astype(int) + 4
@@ -392,20 +396,44 @@ def fill_mouth(warped: np.ndarray, crop: np.ndarray, src: np.ndarray, dst: np.nd
     x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
     if x1 - x0 < 3 or y1 - y0 < 3:
         return warped
-    # affine from the destination outline (in this sub-box) to the driver's outline
-    frm = np.concatenate([dst[loop] - [x0, y0], np.ones((len(loop), 1))], 1)
-    affine = np.linalg.lstsq(frm, drive_points[loop], rcond=None)[0].T  # (2, 3)
-    interior = cv2.warpAffine(drive_image, affine.astype(np.float64), (x1 - x0, y1 - y0),
-                              flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
-    interior = _match_colour(interior, drive_image, drive_points, crop, src)
+    outline = dst[loop] - [x0, y0]
+    if has_driver:
+        interior = _driver_interior(outline, (y1 - y0, x1 - x0), drive_image, drive_points, crop, src)
+    else:
+        interior = _cavity(outline, (y1 - y0, x1 - x0), crop, src)
     mask = np.zeros((y1 - y0, x1 - x0), np.float32)
-    cv2.fillPoly(mask, [np.round((dst[loop] - [x0, y0]) * 16).astype(np.int32)], 1.0, cv2.LINE_AA, shift=4)
+    cv2.fillPoly(mask, [np.round(outline * 16).astype(np.int32)], 1.0, cv2.LINE_AA, shift=4)
     # soft edge pulled slightly inside the outline, so the driver's own lip pixels do not show as a rim
     mask = np.clip(2.0 * cv2.GaussianBlur(mask, (0, 0), 1.5) - 0.6, 0.0, 1.0) * strength
     out = warped.copy()
     region = out[y0:y1, x0:x1].astype(np.float32)
     out[y0:y1, x0:x1] = np.clip(region + (interior - region) * mask[..., None], 0, 255).astype(np.uint8)
     return out
+
+
+def _driver_interior(outline: np.ndarray, size: tuple[int, int], drive_image: np.ndarray,
+                     drive_points: np.ndarray, crop: np.ndarray, src: np.ndarray) -> np.ndarray:
+    """(h, w, 3) float32: the driver's mouth interior mapped onto ``outline`` (20, 2) by an affine fit."""
+    frm = np.concatenate([outline, np.ones((len(outline), 1))], 1)
+    affine = np.linalg.lstsq(frm, drive_points[lm.INNER_LIP_LOOP], rcond=None)[0].T  # (2, 3)
+    interior = cv2.warpAffine(drive_image, affine.astype(np.float64), (size[1], size[0]),
+                              flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
+    return _match_colour(interior, drive_image, drive_points, crop, src)
+
+
+def _cavity(outline: np.ndarray, size: tuple[int, int], crop: np.ndarray, src: np.ndarray) -> np.ndarray:
+    """(h, w, 3) float32 shaded mouth cavity inside ``outline``: the target's lip colour darkened, darkest in
+    the middle and towards the back (lower half), as a mouth's own shadow looks."""
+    lips = np.zeros(crop.shape[:2], np.uint8)
+    cv2.fillPoly(lips, [np.round(src[lm.OUTER_LIP_LOOP, :2]).astype(np.int32)], 1)
+    cv2.fillPoly(lips, [np.round(src[lm.INNER_LIP_LOOP, :2]).astype(np.int32)], 0)
+    lip = np.array(cv2.mean(crop, lips)[:3], np.float32) if lips.any() else np.array([150, 70, 70], np.float32)
+    yy, xx = np.mgrid[0:size[0], 0:size[1]].astype(np.float32)
+    centre = outline.mean(0)
+    half = np.maximum((outline.max(0) - outline.min(0)) / 2, 1.0)
+    r = np.sqrt(((xx - centre[0]) / half[0]) ** 2 + ((yy - centre[1]) / half[1]) ** 2)
+    shade = 0.12 + 0.22 * np.clip(r, 0, 1)  # the middle is darkest
+    return lip[None, None] * shade[..., None]
 
 
 def _face_mean(image: np.ndarray, points: np.ndarray, step: int = 4) -> np.ndarray:
