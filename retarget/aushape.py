@@ -202,11 +202,12 @@ class AUShapeModel:
         m = self.response
         lhs = m.T @ m + reg * np.diag(np.diag(m.T @ m))
         w = prior.copy()
+        most = 5.0 / np.maximum(np.diag(m), 0.5)  # a weight past what reads as 5 (lids crossing) is not anatomy
         for _ in range(steps):
             now = au_intensities(self.neutral[None] + self.displacement(w), self.neutral).astype(np.float64)
             # linearised step towards the requested reading, kept near the nominal weights
             step = np.linalg.solve(lhs, (m.T @ (target - now).T) + reg * np.diag(m.T @ m)[:, None] * (prior - w).T).T
-            w = np.clip(w + step, 0.0, 1.6)
+            w = np.clip(w + step, 0.0, most)
         return w
 
     def shapes(self, aus: np.ndarray) -> np.ndarray:
