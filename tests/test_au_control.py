@@ -307,9 +307,13 @@ def test_only_mouth_on_real_footage_keeps_the_upper_face(tmp_path: Path) -> None
     retarget.retarget(drive, portrait, out, only=["mouth"], pose=False)
     info = probe(out)
     track = track_frames(read_frames(out), info.width, info.height)
-    own = _track(portrait)
-    height = float(np.ptp(own[lm.FACE_OVAL, 1]))
-    upper = np.abs(track.landmarks[:, UPPER_FACE, :2] - own[None, UPPER_FACE, :2]).max(-1)  # (T, P) pixels
-    assert np.percentile(upper, 99) < 0.02 * height, "brows or eyes moved with --only mouth"
+    points = track.landmarks
+    height = float(np.ptp(points[0, lm.FACE_OVAL, 1]))
+    # every frame's brows and eyes against the first (neutral) output frame, tracked the same way: within
+    # tracking noise (measured 0.9% of the face height at most; 1.9% without --only, where the eyes close)
+    moved = np.linalg.norm(points[:, UPPER_FACE, :2] - points[0, UPPER_FACE, :2], axis=-1).mean(-1) / height
+    assert moved.max() < 0.012, "brows or eyes moved with --only mouth"
+    lids = points[:, lm.RIGHT_LID_PAIRS[:, 1], 1] - points[:, lm.RIGHT_LID_PAIRS[:, 0], 1]
+    assert lids.mean(1).min() > 0.8 * lids[0].mean()  # d18's closed eyes did not come through
     gap = track.landmarks[:, lm.LOWER_LIP_INNER, 1] - track.landmarks[:, lm.UPPER_LIP_INNER, 1]
     assert gap.max() - gap.min() > 0.1 * height  # the jaw drop came through
