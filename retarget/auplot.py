@@ -70,7 +70,8 @@ def plot_aus(curves: AUCurves, path: Path, neutral_time: float | None, title: st
     for ax, (region, names) in zip(axes, PANELS):
         for k, name in enumerate(names):
             column = AU_NAMES.index(name)
-            ax.plot(times, curves.aus[:, column], color=colours[k % 10], linestyle=_STYLES[(k // 10) % 2],
+            values = np.where(curves.success, curves.aus[:, column], np.nan)  # no line through lost frames
+            ax.plot(times, values, color=colours[k % 10], linestyle=_STYLES[(k // 10) % 2],
                     linewidth=1.6, marker="o" if few else None, label=f"{name} {AU_LABELS[name]}")
         for start, end in spans:
             ax.axvspan(start, end, color="0.6", alpha=0.35, linewidth=0)

@@ -57,7 +57,7 @@ def analyze_main(argv: list[str]) -> int:
     except KeyboardInterrupt:
         print("retarget: interrupted; no output written", file=sys.stderr)
         return 130
-    except Exception as exc:  # an unexpected failure is still one line unless --debug
+    except Exception as exc:  # noqa: BLE001 - an unexpected failure is still one line unless --debug
         return _fail(f"unexpected {type(exc).__name__}: {exc} (run with --debug for details)", args.debug)
     if not args.quiet:
         lost = int((~curves.success).sum())
