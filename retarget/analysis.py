@@ -25,8 +25,12 @@ class ClipAnalysis:
 
 
 def analyse_clip(track: Track, fps: float, neutral_time: float | None,
-                 smooth_landmarks: float, smooth_pose: float) -> ClipAnalysis:
-    """Smooth the landmarks (zero-phase), fit head pose, normalise, and measure expression."""
+                 smooth_landmarks: float, smooth_pose: float, population_neutral: bool = False) -> ClipAnalysis:
+    """Smooth the landmarks (zero-phase), fit head pose, normalise, and measure expression.
+
+    ``population_neutral`` measures the AUs from a typical resting face instead of the clip's own neutral
+    (``expression.analyse``); meant for a still image, which would otherwise read 0 on every AU.
+    """
     if not track.found.any():
         raise ValueError("no face")
     steady = smooth(track.landmarks, fps, smooth_landmarks, valid=track.found)
@@ -35,7 +39,7 @@ def analyse_clip(track: Track, fps: float, neutral_time: float | None,
     reference = reference_shape(smoothed)
     pose, normalised = estimate_pose(smoothed, reference)
     pose = smooth_head_pose(pose, fps, smooth_pose, track.found)
-    expression = analyse(normalised, track.found, track.times, neutral_time)
+    expression = analyse(normalised, track.found, track.times, neutral_time, population_neutral)
     return ClipAnalysis(smoothed, pose, expression, fps)
 
 

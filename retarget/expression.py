@@ -2,8 +2,40 @@
 
 Every measure is taken on pose-normalised landmarks (``face.estimate_pose``), whose unit is the RMS radius of
 the person's rigid landmark set, so the numbers are comparable across people and face sizes. An AU intensity is
-the change of one geometric measure from the person's neutral reference, divided by the change that counts as a
-full-strength (5) action, clipped to 0-5. The table ``AU_MEASURES`` documents each one.
+the change of one geometric measure from a reference, divided by the change that counts as a full-strength (5)
+action, clipped to 0-5. The reference is the person's own neutral frame, or, with ``population_neutral``, the
+typical resting value of the measure (``POPULATION_NEUTRAL``), counted only beyond the usual spread between
+people (a still portrait is its own neutral and would otherwise read 0).
+
+y points down the face; "height above" means smaller y. Brow heights are taken above the line through each
+eye's corners; the "lip centre" is the mean of the upper lip's top (0) and the lower lip's bottom (17).
+
+| AU | name | measure (``raw_measures``) | direction | full scale (5) |
+|---|---|---|---|---|
+| AU01 | inner brow raiser | height of the inner half of the brows (66, 107, 65, 55 and mirror) | up | 0.10 |
+| AU02 | outer brow raiser | height of the outer half of the brows (70, 63, 105, 46, 53, 52 and mirror) | up | 0.08 |
+| AU04 | brow lowerer | height of inner+middle brow (105, 66, 107, 52, 65, 55, mirror) + 0.25 brow gap | down | 0.06 |
+| AU05 | upper lid raiser | height of the upper lid's middle (159, 386) above the eye-corner line | up | 0.05 |
+| AU06 | cheek raiser | depth of the cheek points (118, 347) below the eye-corner line | up | 0.06 |
+| AU07 | lid tightener | depth of the lower lid's middle (145, 374) below the eye-corner line | up | 0.04 |
+| AU09 | nose wrinkler | alar base (129, 358) below the nasion (168) | shorter | 0.06 |
+| AU10 | upper lip raiser | upper lip's top (0) below the subnasale (2) | shorter | 0.06 |
+| AU12 | lip corner puller | corners' height above the subnasale, + 0.3 x inner-lip gap (jaw drop out) | up | 0.20 |
+| AU14 | dimpler | corners' depth (z) behind the lip centre | deeper | 0.08 |
+| AU15 | lip corner depressor | corners' height above the lip centre | down | 0.08 |
+| AU17 | chin raiser | chin (152) below the lower lip's bottom, + 0.6 x inner-lip gap (jaw drop out) | shorter | 0.08 |
+| AU20 | lip stretcher | distance between the mouth corners (61, 291) | wider | 0.20 |
+| AU23 | lip tightener | upper plus lower lip thickness at the midline | thinner | 0.08 |
+| AU25 | lips part | inner-lip gap (13 to 14) | wider | 0.30 |
+| AU26 | jaw drop | chin below the subnasale | longer | 0.40 |
+| AU45 | blink | mean lid-to-lid distance of both eyes, relative to the reference's | smaller | 100% |
+
+Full scales were set from strong, clearly visible actions in the development clips of ../shared/media
+(drv_lp_d0's broad smile, drv_lp_d9's raised brows and closed-mouth smile, drv_lp_d3's frowns, drv_lp_d18's
+yawn, a full blink). A jaw drop pulls the mouth corners down and stretches the lower lip towards the chin;
+the AU12 and AU17 measures add that share of the lip gap back, and AU14's depth is taken behind the lip centre,
+which sinks with the corners, so a yawn reads as AU25/AU26 and not as a smile, dimple or chin raise.
+Event tests on those clips: tests/test_au_quality.py with windows in tests/data/au_events.json.
 """
 
 from __future__ import annotations
@@ -24,6 +56,20 @@ def _dist(shapes: np.ndarray, a, b) -> np.ndarray:
     return np.linalg.norm(shapes[:, a, :2] - shapes[:, b, :2], axis=-1)
 
 
+# Brow points (upper and lower contour) per side, subject's right then left, for the three brow measures. The
+# middle of the brow moves most in mediapipe's mesh, so the inner and the frown measures include it.
+_INNER_BROW = ((66, 107, 65, 55), (296, 336, 295, 285))
+_OUTER_BROW = ((70, 63, 105, 46, 53, 52), (300, 293, 334, 276, 283, 282))
+_FROWN_BROW = ((105, 66, 107, 52, 65, 55), (334, 296, 336, 282, 295, 285))
+
+# How far the mouth corners follow a jaw drop, per unit of inner-lip gap (measured on the yawns of drv_lp_d18
+# and drv_lp_d3's surprise: the corners sink about 0.3 of the gap relative to the nose, and the lower lip's
+# bottom sinks about 0.6 of it towards the chin). Subtracting it keeps an open mouth from reading as a smile
+# or a chin raise.
+_CORNER_DROP_PER_GAP = 0.3
+_CHIN_LIP_SHRINK_PER_GAP = 0.6
+
+
 def eye_opening(shapes: np.ndarray) -> np.ndarray:
     """(T, 2) mean lid-to-lid distance of the subject's right and left eye."""
     right = (_y(shapes, lm.RIGHT_LID_PAIRS[:, 1]) - _y(shapes, lm.RIGHT_LID_PAIRS[:, 0]))[:, 2:5].mean(1)
@@ -38,63 +84,99 @@ def _eye_line(shapes: np.ndarray) -> np.ndarray:
     return np.stack([r, l], 1)
 
 
-def raw_measures(shapes: np.ndarray) -> dict[str, np.ndarray]:
-    """Geometric measures per frame, each (T,), from pose-normalised shapes (T, 478, 3); bigger = more."""
+def _brow_height(shapes: np.ndarray, points: tuple[tuple[int, ...], tuple[int, ...]]) -> np.ndarray:
+    """(T,) mean height of the brow ``points`` (right side, left side) above each eye's corner line."""
     eye_line = _eye_line(shapes)
-    eye_open = eye_opening(shapes)
-    inner_brow = eye_line - np.stack([_y(shapes, lm.RIGHT_BROW_INNER).mean(1),
-                                      _y(shapes, lm.LEFT_BROW_INNER).mean(1)], 1)
-    outer_brow = eye_line - np.stack([_y(shapes, lm.RIGHT_BROW_OUTER).mean(1),
-                                      _y(shapes, lm.LEFT_BROW_OUTER).mean(1)], 1)
+    right = eye_line[:, 0] - _y(shapes, list(points[0])).mean(1)
+    left = eye_line[:, 1] - _y(shapes, list(points[1])).mean(1)
+    return (right + left) / 2
+
+
+def _mouth_corners(shapes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(T,) mean y and (T,) mean z of the two outer mouth corners."""
+    a, b = lm.MOUTH_CORNERS
+    return (shapes[:, a, 1] + shapes[:, b, 1]) / 2, (shapes[:, a, 2] + shapes[:, b, 2]) / 2
+
+
+def _brow_measures(shapes: np.ndarray) -> dict[str, np.ndarray]:
+    """Brow measures, each (T,), of pose-normalised shapes (T, 478, 3)."""
+    gap = _dist(shapes, lm.RIGHT_BROW_INNER[1], lm.LEFT_BROW_INNER[1])
+    return {
+        "inner_brow_height": _brow_height(shapes, _INNER_BROW),
+        "outer_brow_height": _brow_height(shapes, _OUTER_BROW),
+        "brow_gap": gap,
+        # a frown lowers the inner half of the brows towards the eyes and draws them together
+        "brow_frown_height": _brow_height(shapes, _FROWN_BROW) + 0.25 * gap,
+    }
+
+
+def _eye_measures(shapes: np.ndarray) -> dict[str, np.ndarray]:
+    """Lid, cheek and eye-opening measures, each (T,), of pose-normalised shapes (T, 478, 3)."""
+    eye_line = _eye_line(shapes)
     upper_lid = eye_line - np.stack([_y(shapes, 159), _y(shapes, 386)], 1)
     lower_lid = np.stack([_y(shapes, 145), _y(shapes, 374)], 1) - eye_line
     cheek = np.stack([_y(shapes, lm.CHEEKS[0]), _y(shapes, lm.CHEEKS[1])], 1) - eye_line
-    lip_mid = (_y(shapes, lm.UPPER_LIP_TOP) + _y(shapes, lm.LOWER_LIP_BOTTOM)) / 2
-    corner_y = (_y(shapes, lm.MOUTH_CORNERS[0]) + _y(shapes, lm.MOUTH_CORNERS[1])) / 2
-    corner_z = (shapes[:, lm.MOUTH_CORNERS[0], 2] + shapes[:, lm.MOUTH_CORNERS[1], 2]) / 2
     return {
-        "inner_brow_height": inner_brow.mean(1),
-        "outer_brow_height": outer_brow.mean(1),
-        "brow_gap": _dist(shapes, lm.RIGHT_BROW_INNER[1], lm.LEFT_BROW_INNER[1]),
         "upper_lid_height": upper_lid.mean(1),
         "lower_lid_height": lower_lid.mean(1),
         "cheek_height": cheek.mean(1),
-        "eye_opening": eye_open.mean(1),
+        "eye_opening": eye_opening(shapes).mean(1),
+    }
+
+
+def _mouth_measures(shapes: np.ndarray) -> dict[str, np.ndarray]:
+    """Nose, lip, mouth-corner and jaw measures, each (T,), of pose-normalised shapes (T, 478, 3)."""
+    lip_gap = _y(shapes, lm.LOWER_LIP_INNER) - _y(shapes, lm.UPPER_LIP_INNER)
+    lip_mid_y = (_y(shapes, lm.UPPER_LIP_TOP) + _y(shapes, lm.LOWER_LIP_BOTTOM)) / 2
+    lip_mid_z = (shapes[:, lm.UPPER_LIP_TOP, 2] + shapes[:, lm.LOWER_LIP_BOTTOM, 2]) / 2
+    corner_y, corner_z = _mouth_corners(shapes)
+    return {
         "nose_length": _y(shapes, lm.NOSE_ALAR).mean(1) - _y(shapes, lm.NASION),
         "upper_lip_gap": _y(shapes, lm.UPPER_LIP_TOP) - _y(shapes, lm.SUBNASALE),
-        "corner_height": lip_mid - corner_y,
-        "corner_depth": corner_z - shapes[:, lm.NOSE_TIP, 2],
+        "corner_height": lip_mid_y - corner_y,
+        "corner_lift": _y(shapes, lm.SUBNASALE) - corner_y + _CORNER_DROP_PER_GAP * lip_gap,
+        "corner_depth": corner_z - lip_mid_z,
         "mouth_width": _dist(shapes, *lm.MOUTH_CORNERS),
-        "lip_gap": _y(shapes, lm.LOWER_LIP_INNER) - _y(shapes, lm.UPPER_LIP_INNER),
+        "lip_gap": lip_gap,
         "lip_thickness": (_y(shapes, lm.UPPER_LIP_INNER) - _y(shapes, lm.UPPER_LIP_TOP))
         + (_y(shapes, lm.LOWER_LIP_BOTTOM) - _y(shapes, lm.LOWER_LIP_INNER)),
-        "chin_to_lip": _y(shapes, lm.CHIN) - _y(shapes, lm.LOWER_LIP_BOTTOM),
+        "chin_to_lip": _y(shapes, lm.CHIN) - _y(shapes, lm.LOWER_LIP_BOTTOM) + _CHIN_LIP_SHRINK_PER_GAP * lip_gap,
         "jaw_length": _y(shapes, lm.CHIN) - _y(shapes, lm.SUBNASALE),
     }
 
 
+def raw_measures(shapes: np.ndarray) -> dict[str, np.ndarray]:
+    """Geometric measures per frame, each (T,), from pose-normalised shapes (T, 478, 3).
+
+    Units are those of the pose-normalised frame (the RMS radius of the rigid landmark set); ``AU_MEASURES``
+    says which measure each AU reads and in which direction.
+    """
+    return {**_brow_measures(shapes), **_eye_measures(shapes), **_mouth_measures(shapes)}
+
+
 @dataclass(frozen=True)
 class AUMeasure:
-    """AU intensity = clip(sign * (measure - neutral measure) / full_scale * 5, 0, 5) (minus ``minus``)."""
+    """AU intensity = clip(sign * (measure - reference measure) / full_scale * 5, 0, 5)."""
 
     measure: str
     sign: float
     full_scale: float  # change in normalised units that reads as intensity 5
-    relative: bool = False  # divide the change by the neutral value (for eye opening)
+    relative: bool = False  # divide the change by the reference value (for eye opening)
 
 
-# Full-scale changes were set from strong, clearly visible actions in the development clips
-# (a wide smile, a yawn, a hard frown, a full blink); see the README's "Action units" section.
+# Full-scale changes were set from strong, clearly visible actions in the development clips in ../shared/media
+# (drv_lp_d0's broad smile, drv_lp_d18's yawn and closed eyes, drv_lp_d3's frowns and surprise, drv_lp_d9's
+# raised brows and closed-mouth smile, a full blink); see the module docstring.
 AU_MEASURES: dict[str, AUMeasure] = {
-    "AU01": AUMeasure("inner_brow_height", +1, 0.12),
-    "AU02": AUMeasure("outer_brow_height", +1, 0.12),
-    "AU04": AUMeasure("brow_gap", -1, 0.08),
+    "AU01": AUMeasure("inner_brow_height", +1, 0.10),
+    "AU02": AUMeasure("outer_brow_height", +1, 0.08),
+    "AU04": AUMeasure("brow_frown_height", -1, 0.06),
     "AU05": AUMeasure("upper_lid_height", +1, 0.05),
     "AU06": AUMeasure("cheek_height", -1, 0.06),
     "AU07": AUMeasure("lower_lid_height", -1, 0.04),
     "AU09": AUMeasure("nose_length", -1, 0.06),
     "AU10": AUMeasure("upper_lip_gap", -1, 0.06),
-    "AU12": AUMeasure("corner_height", +1, 0.10),
+    "AU12": AUMeasure("corner_lift", +1, 0.20),
     "AU14": AUMeasure("corner_depth", +1, 0.08),
     "AU15": AUMeasure("corner_height", -1, 0.08),
     "AU17": AUMeasure("chin_to_lip", -1, 0.08),
@@ -106,17 +188,57 @@ AU_MEASURES: dict[str, AUMeasure] = {
 }
 
 
-def au_intensities(shapes: np.ndarray, neutral: np.ndarray) -> np.ndarray:
-    """(T, 17) float32 intensities 0-5 of ``shapes`` (T, 478, 3) relative to ``neutral`` (478, 3)."""
+# Typical resting values of each measure and their spread between people, for ``population_neutral``: the
+# median and standard deviation of the measures at the neutral frame that ``pick_neutral`` chose in 14 of the
+# development clips in ../shared/media (drv_lp_d0, d3, d6, d9, d10, d12, d13, d14, d18, d19, vid_lp_s18, s20,
+# s32, vid_vx_RD_Radio10_0_clip_0; vid_lp_s29 is left out: it laughs throughout, so it has no resting frame).
+# No still portrait was used. Constants only: (typical value, spread), in normalised units.
+POPULATION_NEUTRAL: dict[str, tuple[float, float]] = {
+    "inner_brow_height": (0.333, 0.070),
+    "outer_brow_height": (0.317, 0.065),
+    "brow_frown_height": (0.461, 0.076),
+    "upper_lid_height": (0.097, 0.028),
+    "lower_lid_height": (0.062, 0.015),
+    "cheek_height": (0.318, 0.019),
+    "eye_opening": (0.144, 0.034),
+    "nose_length": (0.693, 0.038),
+    "upper_lip_gap": (0.250, 0.032),
+    "corner_lift": (-0.323, 0.035),
+    "corner_depth": (0.264, 0.016),
+    "corner_height": (0.051, 0.028),
+    "chin_to_lip": (0.472, 0.059),
+    "mouth_width": (0.806, 0.040),
+    "lip_thickness": (0.261, 0.045),
+    "lip_gap": (0.002, 0.024),
+    "jaw_length": (1.000, 0.066),
+}
+
+
+def _references(neutral: np.ndarray, population_neutral: bool) -> dict[str, tuple[float, float]]:
+    """(reference value, dead zone) per raw measure: the person's ``neutral`` (478, 3) with no dead zone, or
+    the population's typical value with its spread between people as the dead zone."""
+    if population_neutral:
+        return POPULATION_NEUTRAL
+    return {name: (float(v[0]), 0.0) for name, v in raw_measures(neutral[None]).items()}
+
+
+def au_intensities(shapes: np.ndarray, neutral: np.ndarray, population_neutral: bool = False) -> np.ndarray:
+    """(T, 17) float32 intensities 0-5 of ``shapes`` (T, 478, 3) relative to ``neutral`` (478, 3).
+
+    With ``population_neutral`` the reference is a typical resting face (``POPULATION_NEUTRAL``) instead of
+    ``neutral``, and a change counts only beyond the usual spread between people's resting faces.
+    """
     now = raw_measures(shapes)
-    ref = raw_measures(neutral[None])
+    refs = _references(neutral, population_neutral)
     out = np.zeros((shapes.shape[0], len(AU_NAMES)), np.float32)
     for k, name in enumerate(AU_NAMES):
         m = AU_MEASURES[name]
-        change = now[m.measure] - ref[m.measure][0]
+        ref, dead_zone = refs[m.measure]
+        change = m.sign * (now[m.measure] - ref)
         if m.relative:
-            change = change / max(abs(float(ref[m.measure][0])), 1e-6)
-        out[:, k] = np.clip(m.sign * change / m.full_scale * 5.0, 0.0, 5.0)
+            scale = max(abs(ref), 1e-6)
+            change, dead_zone = change / scale, dead_zone / scale
+        out[:, k] = np.clip((change - dead_zone) / m.full_scale * 5.0, 0.0, 5.0)
     return np.nan_to_num(out)
 
 
@@ -167,9 +289,13 @@ def pick_neutral(shapes: np.ndarray, found: np.ndarray, times: np.ndarray,
 
 
 def analyse(normalised: np.ndarray, found: np.ndarray, times: np.ndarray,
-            neutral_time: float | None = None) -> Expression:
-    """The Expression of a clip from its pose-normalised landmarks (T, 478, 3)."""
+            neutral_time: float | None = None, population_neutral: bool = False) -> Expression:
+    """The Expression of a clip from its pose-normalised landmarks (T, 478, 3).
+
+    The neutral shape is always the person's own (``pick_neutral``). The AUs are measured from it, or, with
+    ``population_neutral``, from a typical resting face (for a still, which is its own neutral otherwise).
+    """
     idx, neutral = pick_neutral(normalised, found, times, neutral_time)
-    aus = au_intensities(np.where(found[:, None, None], normalised, neutral), neutral)
+    aus = au_intensities(np.where(found[:, None, None], normalised, neutral), neutral, population_neutral)
     return Expression(normalised=normalised, neutral=neutral.astype(np.float32), neutral_index=idx,
                       aus=aus, found=found.copy())

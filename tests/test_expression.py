@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from _helpers import close_eyes, open_mouth, raise_corners
 
+from retarget import landmarks as lm
 from retarget.analysis import analyse_clip
 from retarget.expression import analyse, au_intensities, eye_opening, pick_neutral, raw_measures
 from retarget.types import AU_NAMES, Track
@@ -29,6 +30,7 @@ def test_jaw_drop_raises_au25_au26_not_au12(astronaut_neutral: np.ndarray) -> No
     assert aus["AU25"] > 2.0  # lips part
     assert aus["AU26"] > 2.0  # jaw drops
     assert aus["AU12"] < 0.25 and aus["AU15"] < 0.25  # the corners stay on the lips' midline: no smile
+    assert aus["AU14"] < 0.25 and aus["AU17"] < 0.25  # nor a dimple or a chin raise (a yawn read as both)
     for name in ("AU01", "AU02", "AU04", "AU05", "AU07", "AU45"):  # nothing happens around the eyes
         assert aus[name] == pytest.approx(0.0, abs=1e-4), name
     # a wider opening reads stronger (until the scale saturates at 5)
@@ -47,13 +49,54 @@ def test_closed_eyes_give_au45_near_5(astronaut_neutral: np.ndarray) -> None:
 
 
 def test_raised_mouth_corners_raise_au12(astronaut_neutral: np.ndarray) -> None:
-    aus = aus_of(raise_corners(astronaut_neutral, 0.06), astronaut_neutral)
+    aus = aus_of(raise_corners(astronaut_neutral, 0.1), astronaut_neutral)
     assert aus["AU12"] > 2.0
     assert aus["AU15"] == 0.0  # the opposite action stays off
     assert aus["AU25"] < 0.5 and aus["AU26"] == 0.0 and aus["AU45"] == 0.0
     # lowered corners are AU15, not AU12
     down = aus_of(raise_corners(astronaut_neutral, -0.06), astronaut_neutral)
     assert down["AU15"] > 2.0 and down["AU12"] == 0.0
+
+
+def move_brows(points: np.ndarray, down: float, inwards: float = 0.0) -> np.ndarray:
+    """Copy of ``points`` with every brow point moved down by ``down`` and towards the midline by ``inwards``."""
+    out = np.array(points, copy=True)
+    for brow, side in ((lm.RIGHT_BROW, -1.0), (lm.LEFT_BROW, 1.0)):  # the subject's right brow has the smaller x
+        out[brow, 1] += down
+        out[brow, 0] -= side * inwards
+    return out
+
+
+def test_lowered_brows_raise_au04_raised_brows_au01_au02(astronaut_neutral: np.ndarray) -> None:
+    frown = aus_of(move_brows(astronaut_neutral, 0.03, inwards=0.01), astronaut_neutral)
+    assert frown["AU04"] > 2.0
+    assert frown["AU01"] == 0.0 and frown["AU02"] == 0.0
+    raised = aus_of(move_brows(astronaut_neutral, -0.05), astronaut_neutral)
+    assert raised["AU01"] > 2.0 and raised["AU02"] > 2.0 and raised["AU04"] == 0.0
+    for name in ("AU12", "AU25", "AU26", "AU45"):  # nothing happens at the mouth or the lids
+        assert frown[name] == 0.0 and raised[name] == 0.0, name
+
+
+def test_population_neutral_ignores_the_persons_neutral(astronaut_neutral: np.ndarray) -> None:
+    """Against the population neutral the reading depends on the face alone: the astronaut's smile shows."""
+    face = astronaut_neutral[None]
+    other = raise_corners(open_mouth(astronaut_neutral, 0.2), 0.05)
+    plain = au_intensities(face, astronaut_neutral, population_neutral=True)
+    np.testing.assert_array_equal(plain, au_intensities(face, other, population_neutral=True))
+    # the photo smiles broadly with parted lips; measured against herself it would read 0
+    assert plain[0, AU["AU12"]] > 2.0 and plain[0, AU["AU06"]] > 1.0 and plain[0, AU["AU25"]] > 1.0
+    assert plain[0, AU["AU04"]] == 0.0 and plain[0, AU["AU45"]] == 0.0
+    frown = au_intensities(move_brows(astronaut_neutral, 0.06, inwards=0.01)[None], other, population_neutral=True)
+    assert frown[0, AU["AU04"]] > 1.0
+
+
+def test_analyse_population_neutral_changes_only_the_aus(astronaut_neutral: np.ndarray) -> None:
+    shapes, found, times, _ = smiling_clip(astronaut_neutral)
+    own = analyse(shapes.astype(np.float32), found, times)
+    population = analyse(shapes.astype(np.float32), found, times, population_neutral=True)
+    assert population.neutral_index == own.neutral_index
+    np.testing.assert_array_equal(population.neutral, own.neutral)
+    assert not np.allclose(population.aus, own.aus)
 
 
 def test_aus_are_clipped_to_0_5(astronaut_neutral: np.ndarray) -> None:
