@@ -169,8 +169,8 @@ def _analyse(track: Track, info: MediaInfo, neutral: float | None, config: Retar
     if neutral is not None and not 0 <= neutral <= track.times[-1] + 1e-6:
         raise RetargetError(f"--neutral {neutral} s is outside the clip's 0-{track.times[-1]:.2f} s")
     fps = float(info.fps) if info.fps else 25.0
-    if info.is_still:
-        return analyse_clip(track, fps, None, config.smooth_expression, config.smooth_pose)
+    if info.is_still:  # a still is its own neutral: read it against a typical resting face instead
+        return analyse_clip(track, fps, None, config.smooth_expression, config.smooth_pose, population_neutral=True)
     return analyse_clip(track, fps, neutral, config.smooth_expression, config.smooth_pose)
 
 

@@ -20,7 +20,7 @@ AU15   lip corner depressor        corners down 0.08
 AU17   chin raiser                 chin and lower lip up 0.08
 AU20   lip stretcher               corners out 0.10 each, down 0.02
 AU23   lip tightener               lip outlines towards the lip line 0.04 each (thinner lips)
-AU25   lips part                   lower lip down 0.26, chin down 0.22
+AU25   lips part                   lower lip down 0.26, chin down 0.06
 AU26   jaw drop                    chin and jaw line down 0.40, lower lip with it, corners down 0.08
 AU45   blink                       upper lids down to the lower lids (both meet at 80/20 of the gap)
 =====  ==========================  ================================================================
@@ -119,7 +119,7 @@ def _handles(au: str, neutral: np.ndarray) -> dict[int, np.ndarray]:
     elif au == "AU23":
         move(_UPPER_LIP[:9], dy=0.04), move(_LOWER_LIP[:9], dy=-0.04)
     elif au == "AU25":
-        move(_LOWER_LIP, dy=0.26), move(_CHIN, dy=0.22)
+        move(_LOWER_LIP, dy=0.26), move(_CHIN, dy=0.06)
     elif au == "AU26":
         move(np.concatenate([_CHIN, _JAW]), dy=0.40), move(_LOWER_LIP, dy=0.32)
         move(np.concatenate([_RIGHT_CORNER, _LEFT_CORNER]), dy=0.08)
@@ -171,6 +171,9 @@ def _mesh_edges() -> np.ndarray:
     return np.unique(np.sort(e, 1), axis=0)
 
 
+SIDE_WEIGHT = 0.2  # weight of the unrequested AUs' readings in the fit
+
+
 @dataclass
 class AUShapeModel:
     """Per-AU displacement fields on one neutral face, calibrated so that shapes read back as asked.
@@ -188,26 +191,41 @@ class AUShapeModel:
         neutral = np.asarray(neutral, np.float64)
         basis = np.stack([harmonic_fill(neutral, _handles(au, neutral), _hold_for(au, neutral))
                           for au in AU_NAMES])
-        response = au_intensities(neutral[None] + basis, neutral).T.astype(np.float64)  # (17 read, 17 basis)
+        # slopes measured at 40% of each field, where no reading is clipped at 5 yet, then scaled to the full field
+        probe = 0.4
+        response = au_intensities(neutral[None] + probe * basis, neutral).T.astype(np.float64) / probe
         return cls(neutral, basis, response)
 
     def displacement(self, weights: np.ndarray) -> np.ndarray:
         """(T, 478, 3) displacement for basis weights (T, 17) (1 = the basis field at nominal intensity 5)."""
         return np.einsum("tk,knd->tnd", weights, self.basis)
 
-    def weights_for(self, aus: np.ndarray, steps: int = 4, reg: float = 0.05) -> np.ndarray:
-        """(T, 17) basis weights whose shapes read as ``aus`` (T, 17) intensities 0-5 on this neutral."""
+    def weights_for(self, aus: np.ndarray, steps: int = 2, reg: float = 0.05) -> np.ndarray:
+        """(T, 17) basis weights whose shapes read as ``aus`` (T, 17) intensities 0-5 on this neutral.
+
+        Per frame, a bounded least-squares fit of the linearised readings to the request (weights from 0 to what
+        reads as 5), kept near each AU's nominal weight, then ``steps`` corrections for the measures' curvature.
+        """
+        from scipy.optimize import lsq_linear
+
         target = np.clip(np.asarray(aus, np.float64), 0.0, 5.0)
-        prior = target / 5.0
         m = self.response
-        lhs = m.T @ m + reg * np.diag(np.diag(m.T @ m))
-        w = prior.copy()
-        most = 5.0 / np.maximum(np.diag(m), 0.5)  # a weight past what reads as 5 (lids crossing) is not anatomy
-        for _ in range(steps):
-            now = au_intensities(self.neutral[None] + self.displacement(w), self.neutral).astype(np.float64)
-            # linearised step towards the requested reading, kept near the nominal weights
-            step = np.linalg.solve(lhs, (m.T @ (target - now).T) + reg * np.diag(m.T @ m)[:, None] * (prior - w).T).T
-            w = np.clip(w + step, 0.0, most)
+        gain = np.maximum(np.diag(m), 0.5)
+        most = 5.0 / gain  # a weight past what reads as 5 (lids crossing) is not anatomy
+        prior = target / gain
+        w = np.zeros_like(target)
+        offset = np.zeros_like(target)  # measured minus linearised reading, from the last step
+        for step in range(steps + 1):
+            for t in np.flatnonzero(target.any(1)):
+                # the requested AUs count fully; the side readings of other AUs (a jaw drop parts the lips,
+                # a blink lifts the lower lid) are kept small but may not cancel the request
+                rows = np.where(target[t] > 0, 1.0, SIDE_WEIGHT)[:, None]
+                a = np.vstack([rows * m, np.sqrt(reg) * np.diag(gain)])
+                b = np.concatenate([rows[:, 0] * (target[t] - offset[t]), np.sqrt(reg) * gain * prior[t]])
+                w[t] = lsq_linear(a, b, bounds=(0.0, most)).x
+            if step < steps:
+                now = au_intensities(self.neutral[None] + self.displacement(w), self.neutral).astype(np.float64)
+                offset = now - w @ m.T
         return w
 
     def shapes(self, aus: np.ndarray) -> np.ndarray:

@@ -122,3 +122,17 @@ def test_analyze_real_clip_rows_and_jaw_drop(tmp_path: Path) -> None:
         curve = c.aus[:, AU_NAMES.index(au)]
         assert np.corrcoef(curve, gap)[0, 1] > 0.8, au
         assert curve.max() > 2.0
+
+
+@pytest.mark.media
+def test_analyze_reads_a_still_against_a_typical_resting_face(tmp_path: Path) -> None:
+    """A still is its own neutral; analyze reads it against the population neutral: smile vs neutral portrait."""
+    from retarget.cli import main
+
+    reads = {}
+    for name in ("img_lp_s1.jpg", "img_lp_s2.jpg"):  # a smiling portrait, a neutral one
+        csv = tmp_path / f"{name}.csv"
+        assert main(["analyze", str(media_file(name)), "--csv", str(csv), "-q"]) == 0
+        reads[name] = read_au_csv(csv).aus[0]
+    k12 = AU_NAMES.index("AU12")
+    assert reads["img_lp_s1.jpg"][k12] > 1.0 and reads["img_lp_s2.jpg"].max() < 1.0
