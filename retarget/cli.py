@@ -105,7 +105,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from . import retarget
-    from .errors import RetargetError
 
     try:
         gains = parse_pairs(args.gain, "--gain")
@@ -117,16 +116,10 @@ def main(argv: list[str] | None = None) -> int:
         "audio": args.audio, "loop": args.loop, "pose": args.pose, "max_size": args.max_size, "crf": args.crf,
         "x264_preset": args.x264_preset,
     }
-    try:
-        result = retarget(args.drive, args.target, args.output, preset=args.preset, preview=args.preview,
-                          progress=not args.quiet, **options)
-    except RetargetError as exc:
-        return _fail(str(exc), args.debug)
-    except KeyboardInterrupt:
-        print("retarget: interrupted; no output written", file=sys.stderr)
-        return 130
-    except Exception as exc:  # an unexpected failure is still one line unless --debug
-        return _fail(f"unexpected {type(exc).__name__}: {exc} (run with --debug for details)", args.debug)
+    result = _run_job(lambda: retarget(args.drive, args.target, args.output, preset=args.preset,
+                                       preview=args.preview, progress=not args.quiet, **options), args.debug)
+    if isinstance(result, int):
+        return result
     lost = ""
     if result.target_frames_without_face:
         lost += f", {result.target_frames_without_face} target frames without a face passed through"
@@ -136,6 +129,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {result.output} ({result.frames_written} frames{lost}); report {result.config_path}",
               file=sys.stderr)
     return 0
+
+
+def _run_job(job, debug: bool):
+    """Run ``job()`` and return its result, or the exit code of its failure (1, or 130 when interrupted)."""
+    from .errors import RetargetError
+
+    try:
+        return job()
+    except RetargetError as exc:
+        return _fail(str(exc), debug)
+    except KeyboardInterrupt:
+        print("retarget: interrupted; no output written", file=sys.stderr)
+        return 130
+    except Exception as exc:  # an unexpected failure is still one line unless --debug
+        return _fail(f"unexpected {type(exc).__name__}: {exc} (run with --debug for details)", debug)
 
 
 def _fail(message: str, debug: bool) -> int:
@@ -245,7 +253,6 @@ def edit_main(argv: list[str]) -> int:
     parser = build_edit_parser()
     args = parser.parse_args(argv)
     from . import edit
-    from .errors import RetargetError
 
     try:
         deltas = parse_pairs(args.au, "--au", signed=True)
@@ -254,16 +261,11 @@ def edit_main(argv: list[str]) -> int:
     if args.ramp < 0:
         parser.error("--ramp must not be negative")
     options = {"fps": args.fps, "target_neutral": args.target_neutral, "max_size": args.max_size, "crf": args.crf}
-    try:
-        result = edit(args.target, args.output, deltas, start=args.start, stop=args.stop, ramp=args.ramp,
-                      duration=args.duration, preset=args.preset, progress=not args.quiet, **options)
-    except RetargetError as exc:
-        return _fail(str(exc), args.debug)
-    except KeyboardInterrupt:
-        print("retarget: interrupted; no output written", file=sys.stderr)
-        return 130
-    except Exception as exc:  # an unexpected failure is still one line unless --debug
-        return _fail(f"unexpected {type(exc).__name__}: {exc} (run with --debug for details)", args.debug)
+    result = _run_job(lambda: edit(args.target, args.output, deltas, start=args.start, stop=args.stop,
+                                   ramp=args.ramp, duration=args.duration, preset=args.preset,
+                                   progress=not args.quiet, **options), args.debug)
+    if isinstance(result, int):
+        return result
     if not args.quiet:
         print(f"wrote {result.output} ({result.frames_written} frames); report {result.config_path}", file=sys.stderr)
     return 0

@@ -47,11 +47,6 @@ class DriveMotion:
         disp[~self.found] = 0.0
         return disp
 
-    def aus(self) -> np.ndarray:
-        """(T, 17) AU intensities of the shapes relative to the neutral (0 where not found)."""
-        shapes = np.where(self.found[:, None, None], self.normalised, self.neutral)
-        return au_intensities(shapes, self.neutral)
-
 
 def from_clip(clip: ClipAnalysis) -> DriveMotion:
     """The motion of a tracked driver video."""

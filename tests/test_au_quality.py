@@ -70,6 +70,14 @@ def _checks(kind: str) -> list[tuple[str, str, str, str]]:
             for c in spec[kind] for au in c["aus"]]
 
 
+def event_and_calm(clips: dict[str, ClipAnalysis], check: tuple[str, str, str, str]) -> tuple[float, float]:
+    """Mean intensity of the check's AU during its event window and during its calm window."""
+    clip, event, calm, au = check
+    windows = EVENTS["clips"][clip]["windows"]
+    return (float(window_mean(clips[clip], windows[event])[AU[au]]),
+            float(window_mean(clips[clip], windows[calm])[AU[au]]))
+
+
 def _id(check: tuple[str, str, str, str]) -> str:
     clip, event, _, au = check
     return f"{clip.split('.')[0]}-{event}-{au}"
@@ -77,20 +85,16 @@ def _id(check: tuple[str, str, str, str]) -> str:
 
 @pytest.mark.parametrize("check", _checks("rises"), ids=_id)
 def test_au_rises_on_its_event(clips: dict[str, ClipAnalysis], check: tuple[str, str, str, str]) -> None:
-    clip, event, calm, au = check
-    windows = EVENTS["clips"][clip]["windows"]
-    during = window_mean(clips[clip], windows[event])[AU[au]]
-    before = window_mean(clips[clip], windows[calm])[AU[au]]
+    _, event, calm, au = check
+    during, before = event_and_calm(clips, check)
     assert before < CALM, f"{au} already reads {before:.2f} in the calm window {calm}"
     assert during >= before + RISE, f"{au}: {during:.2f} during {event}, {before:.2f} in {calm}"
 
 
 @pytest.mark.parametrize("check", _checks("stays"), ids=_id)
 def test_unrelated_au_stays_calm_on_event(clips: dict[str, ClipAnalysis], check: tuple[str, str, str, str]) -> None:
-    clip, event, calm, au = check
-    windows = EVENTS["clips"][clip]["windows"]
-    during = window_mean(clips[clip], windows[event])[AU[au]]
-    before = window_mean(clips[clip], windows[calm])[AU[au]]
+    _, event, calm, au = check
+    during, before = event_and_calm(clips, check)
     assert during < before + STAY and during < STAY_MAX, f"{au}: {during:.2f} during {event}, {before:.2f} in {calm}"
 
 
