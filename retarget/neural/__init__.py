@@ -1,0 +1,1 @@
+"""The learned generator of the three papers: networks, data, training."""
