@@ -15,6 +15,8 @@ examples:
   retarget analyze clip.mp4 --csv aus.csv --plot aus.png         (see retarget analyze --help)
   retarget edit portrait.jpg --au AU12=+2 -o smiling.png         (see retarget edit --help)
   retarget eval --self clip.mp4 --cross drive.mp4 portrait.jpg --out eval/   (see retarget eval --help)
+  retarget train clips/ --out ckpt/                              (the learned generator; see retarget train --help)
+  retarget drive.mp4 target.mp4 -o out.mp4 --generator neural --checkpoint ckpt/
   retarget drive.mp4 portrait.jpg -o out.mp4 --no-pose --max-size 720
   retarget drive.mp4 target.mp4 -o out.mp4 --preset subtle --preview side_by_side.mp4
 
@@ -53,9 +55,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="x264 speed preset (default veryfast)")
     p.add_argument("--preview", type=Path, metavar="PATH",
                    help="also write a side-by-side driver | target | result video")
+    add_generator_flags(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
+
+
+def add_generator_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--generator", choices=("warp", "neural"),
+                   help="warp: training-free, CPU (default); neural: the learned generator, needs --checkpoint")
+    p.add_argument("--checkpoint", metavar="DIR", help="--generator neural: a directory written by retarget train")
+    p.add_argument("--device", help="--generator neural: cuda, cuda:1 or cpu (default: CUDA when there is one)")
+
+
+def generator_options(args: argparse.Namespace) -> dict:
+    return {"generator": args.generator, "checkpoint": args.checkpoint, "device": args.device}
 
 
 def add_gain_flags(p: argparse.ArgumentParser) -> None:
@@ -102,6 +116,10 @@ def main(argv: list[str] | None = None) -> int:
         return analyze_main(argv[1:])
     if argv and argv[0] == "edit":
         return edit_main(argv[1:])
+    if argv and argv[0] == "train":
+        from .cli_train import train_main
+
+        return train_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     from . import retarget
@@ -114,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         "gains": gains or None, "only": _regions(args.only), "exclude": _regions(args.exclude), "fps": args.fps,
         "intensity": args.intensity, "drive_neutral": args.drive_neutral, "target_neutral": args.target_neutral,
         "audio": args.audio, "loop": args.loop, "pose": args.pose, "max_size": args.max_size, "crf": args.crf,
-        "x264_preset": args.x264_preset,
+        "x264_preset": args.x264_preset, **generator_options(args),
     }
     result = _run_job(lambda: retarget(args.drive, args.target, args.output, preset=args.preset,
                                        preview=args.preview, progress=not args.quiet, **options), args.debug)
@@ -172,6 +190,8 @@ def build_eval_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="folder for the reports")
     p.add_argument("--generator", action="append", default=None, metavar="NAME",
                    help="generator to evaluate (default: warp); repeat to compare several in one table")
+    p.add_argument("--checkpoint", metavar="DIR", help="for --generator neural: a directory written by retarget train")
+    p.add_argument("--device", help="for --generator neural: cuda or cpu (default: CUDA when there is one)")
     p.add_argument("--preset", help="configs/NAME.yaml or a YAML file for the runs")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.add_argument("--debug", action="store_true", help="print tracebacks of failing items")
@@ -210,6 +230,8 @@ def eval_main(argv: list[str]) -> int:
         if not selfs and not crosses:
             raise RetargetError("nothing to evaluate: give --self clips and/or --cross pairs")
         options = {"preset": args.preset} if args.preset else {}
+        if args.checkpoint:
+            options.update(checkpoint=args.checkpoint, device=args.device)
         items = run_eval(selfs, crosses, args.out, options, progress=not args.quiet, debug=args.debug,
                          generators=tuple(args.generator or ["warp"]))
     except (RetargetError, OSError, ValueError) as exc:
@@ -244,6 +266,7 @@ def build_edit_parser() -> argparse.ArgumentParser:
                    help="time of the target video's neutral face (default: its calmest frame)")
     p.add_argument("--max-size", type=int, metavar="PIXELS", help="cap a still target's longer side (default 1280)")
     p.add_argument("--crf", type=int, help="H.264 quality, lower is better (default 18)")
+    add_generator_flags(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
@@ -260,7 +283,8 @@ def edit_main(argv: list[str]) -> int:
         parser.error(str(exc))
     if args.ramp < 0:
         parser.error("--ramp must not be negative")
-    options = {"fps": args.fps, "target_neutral": args.target_neutral, "max_size": args.max_size, "crf": args.crf}
+    options = {"fps": args.fps, "target_neutral": args.target_neutral, "max_size": args.max_size, "crf": args.crf,
+               **generator_options(args)}
     result = _run_job(lambda: edit(args.target, args.output, deltas, start=args.start, stop=args.stop,
                                    ramp=args.ramp, duration=args.duration, preset=args.preset,
                                    progress=not args.quiet, **options), args.debug)

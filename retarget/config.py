@@ -30,6 +30,8 @@ class RetargetConfig:
     crf: int = 18  # H.264 quality (lower = better, bigger)
     x264_preset: str = "veryfast"  # x264 speed preset
     warp: dict[str, Any] = field(default_factory=dict)  # overrides of generators.warp.WarpSettings
+    checkpoint: str | None = None  # generator "neural": a directory written by retarget train
+    device: str | None = None  # generator "neural": "cuda", "cpu", ...; default: CUDA when there is one
     gains: dict[str, float] = field(default_factory=dict)  # per-AU ("AU12") or per-region ("brows") gains
     only: list[str] = field(default_factory=list)  # regions to drive (empty: all); the others keep the target's
     exclude: list[str] = field(default_factory=list)  # regions that keep the target's own expression
@@ -112,6 +114,30 @@ def validate(c: RetargetConfig) -> None:
     bad = set(c.warp) - {f.name for f in dataclasses.fields(WarpSettings)}
     if bad:
         raise RetargetError(f"unknown warp setting(s): {', '.join(sorted(bad))}")
+    _validate_neural(c)
+
+
+def _validate_neural(c: RetargetConfig) -> None:
+    """The learned generator's checkpoint is looked at before any tracking (only its files, not the weights)."""
+    if c.generator != "neural":
+        if c.checkpoint is not None:
+            raise RetargetError("--checkpoint is for --generator neural")
+        return
+    if not c.checkpoint:
+        raise RetargetError("--generator neural needs --checkpoint DIR (a directory written by retarget train)")
+    from .neural.checkpoint import CONFIG_FILE, MODEL_FILE
+
+    folder = Path(c.checkpoint)
+    missing = [name for name in (MODEL_FILE, CONFIG_FILE) if not (folder / name).is_file()]
+    if missing:
+        raise RetargetError(f"{folder}: not a checkpoint directory (no {missing[0]})")
+
+
+def generator_settings(c: RetargetConfig) -> dict[str, Any]:
+    """The keyword settings ``generators.make_generator`` gets for ``c.generator``."""
+    if c.generator == "neural":
+        return {"checkpoint": c.checkpoint, "device": c.device}
+    return dict(c.warp)
 
 
 REGIONS = ("brows", "eyes", "mouth")

@@ -223,6 +223,8 @@ def run_eval(selfs: list[Path], crosses: list[tuple[Path, Path]], out_dir: Path,
         jobs = [("self", c, None) for c in selfs] + [("cross", d, t) for d, t in crosses]
         for generator in generators:
             run_options = {**options, "generator": generator}
+            if generator != "neural":  # the learned generator's settings mean nothing to the others
+                run_options = {k: v for k, v in run_options.items() if k not in ("checkpoint", "device")}
             for kind, a, b in jobs:
                 start = time.perf_counter()
                 try:

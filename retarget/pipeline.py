@@ -21,7 +21,7 @@ import numpy as np
 from .analysis import ClipAnalysis, analyse_clip
 from .aushape import AUShapeModel
 from .compose import paste
-from .config import RetargetConfig
+from .config import RetargetConfig, generator_settings
 from .errors import RetargetError
 from .face import track_frames
 from .generators import FaceEdit, Generator, make_generator
@@ -81,7 +81,7 @@ def _plan_render_report(inputs: Inputs, motion: DriveMotion, target_clip: ClipAn
     # 4. plan every output frame: transfer, gains, smoothing, timing
     with _timed(timings, "plan"):
         plan = build_plan(motion, target_clip, inputs.target.is_still, config)
-        generator = make_generator(config.generator, **config.warp)
+        generator = make_generator(config.generator, **generator_settings(config))
         generator.prepare(target_clip.expression.neutral)
     # 5. render: decode, generate, paste back, encode with the audio
     if image_output:
