@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _run_job(job, debug: bool):
+def _run_job(job, debug: bool, interrupted: str = "interrupted; no output written"):
     """Run ``job()`` and return its result, or the exit code of its failure (1, or 130 when interrupted)."""
     from .errors import RetargetError
 
@@ -158,7 +158,7 @@ def _run_job(job, debug: bool):
     except RetargetError as exc:
         return _fail(str(exc), debug)
     except KeyboardInterrupt:
-        print("retarget: interrupted; no output written", file=sys.stderr)
+        print(f"retarget: {interrupted}", file=sys.stderr)
         return 130
     except Exception as exc:  # an unexpected failure is still one line unless --debug
         return _fail(f"unexpected {type(exc).__name__}: {exc} (run with --debug for details)", debug)

@@ -44,7 +44,8 @@ def train_main(argv: list[str]) -> int:
         parser.error("--steps must be at least 1")
     from .cli import _run_job
 
-    result = _run_job(lambda: _train(args), args.debug)
+    result = _run_job(lambda: _train(args), args.debug,
+                      interrupted=f"interrupted; {args.out} holds the last whole step (run again to resume)")
     if isinstance(result, int):
         return result
     if not args.quiet:

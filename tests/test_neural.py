@@ -119,6 +119,30 @@ def test_resume_continues_from_the_saved_step(tmp_path: Path) -> None:
     assert steps and all(s == 7 for s in steps)
 
 
+class _InterruptedSampler:
+    """Raises KeyboardInterrupt (a user's Ctrl-C) on its ``at``-th batch."""
+
+    def __init__(self, at: int) -> None:
+        self.inner, self.at, self.calls = SyntheticSampler(size=64, seed=6), at, 0
+        self.size = 64
+
+    def sample(self, batch: int):
+        self.calls += 1
+        if self.calls == self.at:
+            raise KeyboardInterrupt
+        return self.inner.sample(batch)
+
+
+def test_ctrl_c_keeps_the_steps_done(tmp_path: Path) -> None:
+    config = tiny_config(64, steps=10)  # checkpoint_every 10: only the interrupt writes one before the end
+    with pytest.raises(KeyboardInterrupt):
+        run(_InterruptedSampler(at=4), tmp_path, config, device=CPU, progress=False)
+    _, _, _, step = checkpoint.load(tmp_path)
+    assert step == 3
+    resumed = run(SyntheticSampler(size=64, seed=6), tmp_path, replace(config, steps=5), device=CPU, progress=False)
+    assert (resumed.first_step, resumed.last_step) == (3, 5)
+
+
 def _optimizer_tensors(directory: Path) -> dict:
     from safetensors.torch import load_file
 
@@ -311,6 +335,25 @@ def test_neural_generator_changes_only_the_face(astronaut: np.ndarray, astronaut
     far = np.hypot(xs - centre[0], ys - centre[1]) > 1.5 * reach
     assert not far.any()  # nothing well outside the face moved
     assert changed[:40].sum() == 0 and changed[-40:].sum() == 0
+
+
+def test_neural_generator_follows_the_destinations_head_motion(astronaut: np.ndarray,
+                                                               astronaut_landmarks: np.ndarray,
+                                                               untrained_checkpoint: Path) -> None:
+    """A still target's head motion arrives as a rigid move of the destination; the face is pasted there."""
+    from retarget.generators import FaceEdit, make_generator
+
+    gen = make_generator("neural", checkpoint=str(untrained_checkpoint), device="cpu")
+    shift = np.array([24.0, -10.0, 0.0], np.float32)
+    rel = np.zeros(17, np.float32)
+    here = gen.generate(FaceEdit(astronaut.copy(), astronaut_landmarks.copy(), astronaut_landmarks.copy(), rel))
+    moved = gen.generate(FaceEdit(astronaut.copy(), astronaut_landmarks.copy(), astronaut_landmarks + shift, rel))
+
+    def centre(face) -> np.ndarray:
+        ys, xs = np.nonzero(face.alpha > 0.5)
+        return np.array([xs.mean() + face.box[0], ys.mean() + face.box[1]])
+
+    assert np.allclose(centre(moved) - centre(here), shift[:2], atol=1.5)
 
 
 def test_neural_generator_batch_equals_single_frames(astronaut: np.ndarray, astronaut_landmarks: np.ndarray,

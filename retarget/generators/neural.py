@@ -66,6 +66,17 @@ class NeuralGenerator:
         out = self._forward(crops, drives, np.stack([e.relative_aus for e in edits]))
         return [self._paste(e, o, a) for e, o, a in zip(edits, out, affines)]
 
+    def _placement(self, edit: FaceEdit, source_affine: np.ndarray) -> np.ndarray:
+        """Where the generated crop goes: through the destination's alignment, so a still target's head motion
+        (translation, roll, scale; not yaw or pitch) moves the face; the source's when the destination has no
+        usable alignment."""
+        from ..neural.crops import crop_affine
+
+        try:
+            return crop_affine(edit.destination, self.size)
+        except ValueError:
+            return source_affine
+
     def _drive_crop(self, edit: FaceEdit, own: np.ndarray) -> np.ndarray:
         from ..neural.crops import crop_affine, cut_crop
 
@@ -92,7 +103,7 @@ class NeuralGenerator:
 
         h, w = edit.image.shape[:2]
         corners = np.array([[0, 0], [self.size, 0], [0, self.size], [self.size, self.size]], np.float64)
-        inverse = invert_affine(affine)
+        inverse = invert_affine(self._placement(edit, affine))
         frame_corners = corners @ inverse[:, :2].T + inverse[:, 2]
         x0, y0 = np.clip(np.floor(frame_corners.min(0)).astype(int), 0, [w, h])
         x1, y1 = np.clip(np.ceil(frame_corners.max(0)).astype(int), 0, [w, h])

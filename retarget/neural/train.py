@@ -236,19 +236,24 @@ def run(sampler: Sampler, out_dir: Path, config: TrainConfig, init: Path | None 
     result = TrainResult(out_dir, first, first, 0.0)
     began = time.perf_counter()
     bar = _bar(progress, first, config.steps)
-    step = first
+    done = first  # the last whole step
     try:
         for step in range(first + 1, config.steps + 1):
             batch = to_batch(sampler.sample(config.batch), device)
             row = {"step": step, **train_step(trainer, batch)}
             _after_step(trainer, config, out_dir, step, row, batch, result)
+            done = step
             bar.update(1)
             bar.set_postfix(loss=f"{row['reconstruction']:.3f}")
+    except KeyboardInterrupt:
+        if done > first:  # Ctrl-C keeps the work done: the next run resumes from here
+            checkpoint.save(out_dir, trainer.net, trainer.disc, config, done, trainer.optimizers)
+        raise
     finally:
         bar.close()
-    if step > first and step % config.checkpoint_every:
-        checkpoint.save(out_dir, trainer.net, trainer.disc, config, step, trainer.optimizers)
-    result.last_step, result.seconds = step, time.perf_counter() - began
+    if done > first and done % config.checkpoint_every:
+        checkpoint.save(out_dir, trainer.net, trainer.disc, config, done, trainer.optimizers)
+    result.last_step, result.seconds = done, time.perf_counter() - began
     return result
 
 
