@@ -7,8 +7,10 @@ action, clipped to 0-5. The reference is the person's own neutral frame, or, wit
 typical resting value of the measure (``POPULATION_NEUTRAL``), counted only beyond the usual spread between
 people (a still portrait is its own neutral and would otherwise read 0).
 
-y points down the face; "height above" means smaller y. Brow heights are taken above the line through each
-eye's corners; the "lip centre" is the mean of the upper lip's top (0) and the lower lip's bottom (17).
+y points down the face; "height above" means smaller y. Brow heights are taken above the brow reference
+(``brow_reference``: halfway between the nasion and the inner eye corners, at about the brows' depth) and
+corrected for the lids (+ 0.06 x eye opening); the "lip centre" is the mean of the upper lip's top (0) and the
+lower lip's bottom (17).
 
 | AU | name | measure (``raw_measures``) | direction | full scale (5) |
 |---|---|---|---|---|
@@ -35,6 +37,8 @@ Full scales were set from strong, clearly visible actions in the development cli
 yawn, a full blink). A jaw drop pulls the mouth corners down and stretches the lower lip towards the chin;
 the AU12 and AU17 measures add that share of the lip gap back, and AU14's depth is taken behind the lip centre,
 which sinks with the corners, so a yawn reads as AU25/AU26 and not as a smile, dimple or chin raise.
+The brows are measured from a reference at their own depth, not from the eye corners, and with the lids' pull
+on mediapipe's mesh added back, so head pitch and blinks do not read as brow raises (``brow_reference``).
 Event tests on those clips: tests/test_au_quality.py with windows in tests/data/au_events.json.
 """
 
@@ -62,6 +66,18 @@ _INNER_BROW = ((66, 107, 65, 55), (296, 336, 295, 285))
 _OUTER_BROW = ((70, 63, 105, 46, 53, 52), (300, 293, 334, 276, 283, 282))
 _FROWN_BROW = ((105, 66, 107, 52, 65, 55), (334, 296, 336, 282, 295, 285))
 
+# The brows' reference: this share of the nasion (168), the rest the middle of the inner eye corners (133, 362).
+# Medians over the neutrals of the 14 development clips: the inner brow points lie at depth z -0.36, the outer
+# ones at -0.16 and this reference at -0.23, where the line through all four eye corners (the reference before)
+# lies at -0.05. A pitch error of the pose normalisation moves a height by the depth difference x the angle, so
+# that line read a 3 degree error on the inner brows as 0.017 (0.8 AU01), this reference as 0.007.
+_BROW_REFERENCE_NASION_SHARE = 0.5
+# Mediapipe pulls the eye corners and the nasion down as the lids close (the brows much less), so a blink read as
+# a brow raise: measured on the blinks of 9 development clips (drv_lp_d0, d3, d9, d13, d14, d18, vid_lp_s18, s20,
+# s32), the brows rose above this reference by a median of about 0.06 of the lid opening lost. That share of the eye
+# opening is added to every brow height.
+_BROW_RISE_PER_LID_CLOSURE = 0.06
+
 # How far the mouth corners follow a jaw drop, per unit of inner-lip gap (measured on the yawns of drv_lp_d18
 # and drv_lp_d3's surprise: the corners sink about 0.3 of the gap relative to the nose, and the lower lip's
 # bottom sinks about 0.6 of it towards the chin). Subtracting it keeps an open mouth from reading as a smile
@@ -84,12 +100,24 @@ def _eye_line(shapes: np.ndarray) -> np.ndarray:
     return np.stack([r, l], 1)
 
 
+def brow_reference(shapes: np.ndarray) -> np.ndarray:
+    """(T,) y of the point the brows are measured from, in shapes (T, 478, 3): halfway between the nasion and the
+    middle of the inner eye corners.
+
+    It lies at about the brows' depth, so a head pitch left in (or put in) by the pose normalisation hardly mixes
+    depth into the brows' heights, and mediapipe drags it less with the lids than the outer eye corners.
+    """
+    share = _BROW_REFERENCE_NASION_SHARE
+    corners = (_y(shapes, lm.RIGHT_EYE_CORNERS[1]) + _y(shapes, lm.LEFT_EYE_CORNERS[1])) / 2
+    return share * _y(shapes, lm.NASION) + (1 - share) * corners
+
+
 def _brow_height(shapes: np.ndarray, points: tuple[tuple[int, ...], tuple[int, ...]]) -> np.ndarray:
-    """(T,) mean height of the brow ``points`` (right side, left side) above each eye's corner line."""
-    eye_line = _eye_line(shapes)
-    right = eye_line[:, 0] - _y(shapes, list(points[0])).mean(1)
-    left = eye_line[:, 1] - _y(shapes, list(points[1])).mean(1)
-    return (right + left) / 2
+    """(T,) mean height of the brow ``points`` (right side, left side) above ``brow_reference``, plus the lids'
+    pull (``_BROW_RISE_PER_LID_CLOSURE`` x eye opening), in normalised units."""
+    brow = (_y(shapes, list(points[0])).mean(1) + _y(shapes, list(points[1])).mean(1)) / 2
+    lids = _BROW_RISE_PER_LID_CLOSURE * eye_opening(shapes).mean(1)
+    return brow_reference(shapes) - brow + lids
 
 
 def _mouth_corners(shapes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -192,11 +220,12 @@ AU_MEASURES: dict[str, AUMeasure] = {
 # median and standard deviation of the measures at the neutral frame that ``pick_neutral`` chose in 14 of the
 # development clips in ../shared/media (drv_lp_d0, d3, d6, d9, d10, d12, d13, d14, d18, d19, vid_lp_s18, s20,
 # s32, vid_vx_RD_Radio10_0_clip_0; vid_lp_s29 is left out: it laughs throughout, so it has no resting frame).
-# No still portrait was used. Constants only: (typical value, spread), in normalised units.
+# No still portrait was used. Constants only: (typical value, spread), in normalised units. The three brow
+# measures were re-derived the same way when they moved to ``brow_reference`` (the others did not change).
 POPULATION_NEUTRAL: dict[str, tuple[float, float]] = {
-    "inner_brow_height": (0.333, 0.070),
-    "outer_brow_height": (0.317, 0.065),
-    "brow_frown_height": (0.461, 0.076),
+    "inner_brow_height": (0.322, 0.063),
+    "outer_brow_height": (0.307, 0.061),
+    "brow_frown_height": (0.442, 0.069),
     "upper_lid_height": (0.097, 0.028),
     "lower_lid_height": (0.062, 0.015),
     "cheek_height": (0.318, 0.019),

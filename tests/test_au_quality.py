@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from _helpers import media_file
 
+import retarget
 from retarget.analysis import ClipAnalysis, analyse_clip
 from retarget.config import RetargetConfig
 from retarget.face import track_frames
@@ -119,3 +120,22 @@ def test_population_neutral_off_keeps_the_still_at_zero() -> None:
     """The default measures a still against itself, as the retargeting pipeline always has."""
     aus = analyse_media(media_file("img_lp_s1.jpg")).expression.aus
     np.testing.assert_allclose(aus, 0.0, atol=1e-5)
+
+
+def test_lids_drawn_half_shut_on_a_target_read_no_brow_raise(tmp_path: Path) -> None:
+    """The target side of the AU round trip (benchmarks/bench_au_roundtrip.py): img_lp_s42 with its lids drawn half
+    shut (AU45=3, as a driver looking down gives) and re-tracked reads as no brow raise. Mediapipe pulls the eye
+    corners and the nasion down with the lids and the brows much less; from the line through the eye corners this
+    read as AU01 0.8 and AU02 1.1, which is how drv_lp_d3's looking-down frames came back with raised brows."""
+    config = RetargetConfig()
+    source = media_file("img_lp_s42.jpg")
+    edited = tmp_path / "half_shut.png"
+    retarget.edit(source, edited, {"AU45": 3.0})
+    images = [read_still(source, config.max_size), read_still(edited, config.max_size)]
+    # one clip, three frames of each image, its neutral the unedited ones; every frame tracked on its own (a
+    # tracker following a face that changes at one frame adds its own jump)
+    frames = [Frame(k, k / 25.0, images[k // 3]) for k in range(6)]
+    track = track_frames(frames, images[0].shape[1], images[0].shape[0], still=True)
+    aus = analyse_clip(track, 25.0, 0.0, 0.0, 0.0).expression.aus[3:].mean(0)
+    assert aus[AU["AU45"]] > 1.5  # the lids did come down
+    assert aus[AU["AU01"]] < 0.5 and aus[AU["AU02"]] < 0.5, f"AU01 {aus[AU['AU01']]:.2f}, AU02 {aus[AU['AU02']]:.2f}"

@@ -77,6 +77,19 @@ def test_lowered_brows_raise_au04_raised_brows_au01_au02(astronaut_neutral: np.n
         assert frown[name] == 0.0 and raised[name] == 0.0, name
 
 
+@pytest.mark.parametrize("degrees", [-3.0, 3.0])
+def test_a_small_pitch_error_does_not_read_as_brow_action(astronaut_neutral: np.ndarray, degrees: float) -> None:
+    """A pose normalisation a few degrees off in pitch (mediapipe's depth moves the pose fit that much on a jaw
+    drop) turns depth into height. The brows are measured from a reference at about their own depth, so it reads as
+    little brow action; from the line through the eye corners, 0.3 behind the inner brows, 3 degrees read as
+    AU01 0.8 or AU04 1.3."""
+    a = np.radians(degrees)
+    pitch = np.array([[1.0, 0.0, 0.0], [0.0, np.cos(a), -np.sin(a)], [0.0, np.sin(a), np.cos(a)]])
+    aus = aus_of(astronaut_neutral @ pitch.T, astronaut_neutral)
+    for name in ("AU01", "AU02", "AU04"):
+        assert aus[name] < 0.6, f"{name} reads {aus[name]:.2f} at {degrees} degrees of pitch"
+
+
 def test_population_neutral_ignores_the_persons_neutral(astronaut_neutral: np.ndarray) -> None:
     """Against the population neutral the reading depends on the face alone: the astronaut's smile shows."""
     face = astronaut_neutral[None]
