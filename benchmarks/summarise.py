@@ -1,7 +1,8 @@
 """Write BENCHMARKS.md from the newest dated result of each kind in benchmarks/results/.
 
 Result files are named ``YYYY-MM-DD-KIND.md`` (``main`` from bench_main.py, ``speed`` from bench_speed.py,
-``eval`` from save_eval.py). This
+``eval`` from save_eval.py, ``au-roundtrip`` from bench_au_roundtrip.py, ``neural-DEVICE`` from bench_neural.py,
+``neural-train-DEVICE`` from training_report.py). This
 script copies the newest of each kind under one heading, with a link to the file; nothing in BENCHMARKS.md is
 typed by hand. Run: ``python benchmarks/summarise.py``.
 """
@@ -14,13 +15,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 TITLES = {"main": "Speed and memory of the main job", "speed": "Speed at three resolutions and start-up",
-          "eval": "Quality: retarget eval"}
+          "eval": "Quality: retarget eval", "au-roundtrip": "AU round trip: analyse, drive, re-analyse",
+          "neural-cuda": "Learned generator throughput on a GPU", "neural-cpu": "Learned generator throughput on the CPU",
+          "neural-train-cpu": "Learned generator: a training run on the CPU",
+          "neural-train-cuda": "Learned generator: a training run on a GPU"}
 
 
 def newest_by_kind(folder: Path) -> dict[str, Path]:
     newest: dict[str, Path] = {}
     for path in sorted(folder.glob("*.md")):
-        match = re.fullmatch(r"(\d{4}-\d{2}-\d{2})-([a-z0-9_]+)\.md", path.name)
+        match = re.fullmatch(r"(\d{4}-\d{2}-\d{2})-([a-z0-9_-]+)\.md", path.name)
         if match:
             newest[match.group(2)] = path  # sorted by date, so the last one wins
     return newest

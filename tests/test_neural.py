@@ -143,6 +143,16 @@ def test_ctrl_c_keeps_the_steps_done(tmp_path: Path) -> None:
     assert (resumed.first_step, resumed.last_step) == (3, 5)
 
 
+def test_resume_drops_log_rows_of_steps_it_redoes(tmp_path: Path) -> None:
+    config = replace(tiny_config(64, steps=4), log_every=1, checkpoint_every=2)
+    with pytest.raises(KeyboardInterrupt):  # interrupted in step 4: steps 1-3 logged, the checkpoint says 3
+        run(_InterruptedSampler(at=4), tmp_path, config, device=CPU, progress=False)
+    from retarget.neural.train import trim_log
+
+    trim_log(tmp_path / "log.csv", 2)  # as if the last checkpoint were step 2
+    assert list(read_log(tmp_path / "log.csv")["step"]) == [1, 2]
+
+
 def _optimizer_tensors(directory: Path) -> dict:
     from safetensors.torch import load_file
 

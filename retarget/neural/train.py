@@ -233,6 +233,7 @@ def run(sampler: Sampler, out_dir: Path, config: TrainConfig, init: Path | None 
         from ..errors import RetargetError
 
         raise RetargetError(f"the data's crops are {sampler.size} px but the model's are {config.model.size} px")
+    trim_log(out_dir / "log.csv", first)
     result = TrainResult(out_dir, first, first, 0.0)
     began = time.perf_counter()
     bar = _bar(progress, first, config.steps)
@@ -302,6 +303,16 @@ def append_log(path: Path, row: dict[str, float]) -> None:
         if new:
             writer.writeheader()
         writer.writerow({k: (row[k] if k == "step" else f"{row[k]:.6g}") for k in LOG_COLUMNS})
+
+
+def trim_log(path: Path, step: int) -> None:
+    """Drop the log rows after ``step``: a resumed run redoes those steps (they were not in the checkpoint)."""
+    if not path.exists():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    kept = lines[:1] + [line for line in lines[1:] if int(line.split(",", 1)[0]) <= step]
+    if len(kept) < len(lines):
+        path.write_text("".join(kept))
 
 
 def read_log(path: Path) -> dict[str, np.ndarray]:
