@@ -13,14 +13,12 @@ only the numbers go to benchmarks/results/DATE-au-roundtrip.md.
 from __future__ import annotations
 
 import argparse
-import datetime
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-
-from machine import machine_summary
+from machine import machine_summary, save_result
 
 ROOT = Path(__file__).resolve().parent.parent
 MEDIA = ROOT.parent / "shared" / "media"
@@ -90,9 +88,7 @@ def main() -> None:
             "the driver's curve moves less than 0.5.\n\n" + table(results) + "\n")
     print(text)
     if not args.no_save:
-        path = ROOT / "benchmarks" / "results" / f"{datetime.date.today():%Y-%m-%d}-au-roundtrip.md"
-        path.write_text(text)
-        print(f"saved {path}")
+        save_result("au-roundtrip", text)
 
 
 if __name__ == "__main__":

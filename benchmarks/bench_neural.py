@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime
 import sys
 import time
 from pathlib import Path
 
-from machine import machine_summary
+from machine import machine_summary, save_result
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -89,9 +88,7 @@ def main() -> None:
     text = "\n".join(lines) + "\n"
     print(text)
     if not args.no_save:
-        out = ROOT / "benchmarks" / "results" / f"{datetime.date.today()}-neural-{device.type}.md"
-        out.write_text(text)
-        print(f"saved {out}")
+        save_result(f"neural-{device.type}", text)
 
 
 if __name__ == "__main__":

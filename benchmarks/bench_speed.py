@@ -22,7 +22,7 @@ from pathlib import Path
 
 import av
 import cv2
-from machine import machine_summary
+from machine import machine_summary, save_result
 
 ROOT = Path(__file__).resolve().parent.parent
 MEDIA = ROOT.parent / "shared" / "media"
@@ -93,10 +93,8 @@ def main() -> None:
                      f"| {1000 * st.get('track', 0) / frames:.1f} | {1000 * st.get('generate', 0) / frames:.1f} |")
     lines += ["", f"- Start-up: `retarget --help` {help_s:.2f} s; first output frame of the 720p run after "
               f"{first_frame:.1f} s (tracking and planning the whole clip come first)", ""]
-    path = ROOT / "benchmarks" / "results" / f"{datetime.date.today().isoformat()}-speed.md"
-    path.write_text("\n".join(lines))
     print("\n".join(lines))
-    print(f"wrote {path}")
+    save_result("speed", "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -9,13 +9,12 @@ benchmarks/results/DATE-neural-train-DEVICE.md.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
-from machine import machine_summary
+from machine import machine_summary, save_result
 
 ROOT = Path(__file__).resolve().parent.parent
 COLUMNS = ("reconstruction", "swap_cycle", "feature_matching", "adversarial", "discriminator", "classifier",
@@ -43,19 +42,18 @@ def main() -> None:
     lines = [f"# Learned generator: a training run ({args.device})", "",
              f"Machine: {machine_summary()}; device: {args.device}.", f"Command: `{args.command}`", "",
              args.note, "",
-             f"Model: {config.model.size} px, {parameter_count(net) / 1e6:.2f} M parameters "
-             f"(+ {parameter_count(disc) / 1e6:.2f} M discriminator); batch {config.batch}; "
-             f"settings: `{json.dumps(config.model.__dict__)}`.", "",
+             (f"Model: {config.model.size} px, {parameter_count(net) / 1e6:.2f} M parameters "
+              f"(+ {parameter_count(disc) / 1e6:.2f} M discriminator); batch {config.batch}; "
+              f"settings: `{json.dumps(config.model.__dict__)}`."), "",
              f"Loss terms from `log.csv`, each the mean of {window} logged rows ending at the step shown.", "",
              "| step | " + " | ".join(COLUMNS) + " |", "|---:|" + "---:|" * len(COLUMNS)]
     for i in picks:
         lo = max(0, i - window + 1)
         cells = [f"{log[c][lo:i + 1].mean():.4f}" for c in COLUMNS]
         lines.append(f"| {int(log['step'][i])} | " + " | ".join(cells) + " |")
-    out = ROOT / "benchmarks" / "results" / f"{datetime.date.today()}-neural-train-{args.device}.md"
-    out.write_text("\n".join(lines) + "\n")
-    print(out.read_text())
-    print(f"saved {out}")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    save_result(f"neural-train-{args.device}", text)
 
 
 if __name__ == "__main__":
