@@ -153,6 +153,21 @@ def test_resume_drops_log_rows_of_steps_it_redoes(tmp_path: Path) -> None:
     assert list(read_log(tmp_path / "log.csv")["step"]) == [1, 2]
 
 
+def test_init_starts_a_new_run_from_existing_weights(tmp_path: Path) -> None:
+    """Fine-tuning: --init takes the weights (and so the architecture) of another checkpoint, new optimizers."""
+    base = replace(tiny_config(64, steps=2), model=replace(tiny_config(64).model, expression_dim=24))
+    run(SyntheticSampler(size=64, seed=7), tmp_path / "base", base, device=CPU, progress=False)
+    start_net, _, _, _ = checkpoint.load(tmp_path / "base")
+    tuned = run(SyntheticSampler(size=64, seed=7), tmp_path / "tuned", tiny_config(64, steps=1),
+                init=tmp_path / "base", device=CPU, progress=False)
+    assert (tuned.first_step, tuned.last_step) == (0, 1)
+    net, _, config, _ = checkpoint.load(tmp_path / "tuned")
+    assert config.model.expression_dim == 24  # the initial weights' architecture, not the new config's
+    start = start_net.state_dict()
+    change = max(float((v - start[k]).abs().max()) for k, v in net.state_dict().items() if v.is_floating_point())
+    assert 0 < change < 5e-3  # one Adam step (lr 2e-4) away from those weights, not a fresh initialisation
+
+
 def _optimizer_tensors(directory: Path) -> dict:
     from safetensors.torch import load_file
 

@@ -68,7 +68,7 @@ def _atomic(path: Path, write) -> None:
 def load(directory: Path, device: str | torch.device = "cpu") -> tuple[RetargetNet, MultiScaleDiscriminator,
                                                                          TrainConfig, int]:
     """The networks, their config and the step of the checkpoint in ``directory``."""
-    directory = _checkpoint_dir(directory)
+    directory = checkpoint_dir(directory)
     config = read_config(directory)
     tensors, meta = _read_safetensors(directory / MODEL_FILE, device)
     net, disc = build(config.model)
@@ -90,7 +90,9 @@ def read_config(directory: Path) -> TrainConfig:
     return from_dict(data.get("config", {}))
 
 
-def _checkpoint_dir(directory: Path) -> Path:
+def checkpoint_dir(directory: Path) -> Path:
+    """``directory`` (or the folder of a checkpoint file named in it) if it holds model.safetensors; otherwise a
+    one-line RetargetError, with a hint when a pickle checkpoint sits there instead."""
     directory = Path(directory)
     if directory.is_file():
         directory = directory.parent if directory.name in (MODEL_FILE, CONFIG_FILE) else directory

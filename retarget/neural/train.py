@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -205,16 +205,12 @@ def start(out_dir: Path, config: TrainConfig, init: Path | None,
     torch.manual_seed(config.seed)
     if checkpoint.has_checkpoint(out_dir):
         net, disc, saved, step = checkpoint.load(out_dir, device)
-        from dataclasses import replace
-
         config = replace(saved, steps=config.steps)
         trainer = make_trainer(net, disc, config, device)
         checkpoint.load_training_state(out_dir, trainer.optimizers, step)
         return trainer, config, step
     if init is not None:
         net, disc, saved, _ = checkpoint.load(init, device)
-        from dataclasses import replace
-
         config = replace(config, model=saved.model)  # the architecture is the initial weights'
     else:
         net, disc = build(config.model)
@@ -382,10 +378,12 @@ def _clip_bar(enabled: bool, path: Path, k: int, count: int, stream):
 
 
 def _model_size(out_dir: Path, config: TrainConfig, init: Path | None) -> int:
-    """The crop size of the model that will train: the resumed checkpoint's, ``init``'s, or the config's."""
-    for directory in (out_dir, init):
-        if directory is not None and checkpoint.has_checkpoint(directory):
-            return checkpoint.read_config(directory).model.size
+    """The crop size of the model that will train: the resumed checkpoint's, ``init``'s, or the config's.
+
+    Reads only config.json (the weights are loaded once, by ``start``); a bad ``init`` fails here, before any
+    clip is tracked."""
+    if checkpoint.has_checkpoint(out_dir):
+        return checkpoint.read_config(out_dir).model.size
     if init is not None:
-        checkpoint.load(init)  # raises the clear error for a bad --init
+        return checkpoint.read_config(checkpoint.checkpoint_dir(init)).model.size
     return config.model.size
