@@ -284,6 +284,41 @@ def test_untangle_unfolds_a_jaw_drop(astronaut_landmarks: np.ndarray, drop: floa
     assert folded(src, fixed) == 0
 
 
+def test_rasteriser_finds_the_containing_triangle(astronaut_landmarks: np.ndarray) -> None:
+    """Every cell centre strictly inside one mesh triangle is given that triangle, and its barycentric weights
+    rebuild the centre from the triangle's corners; where two triangles overlap, the one drawn nearer wins."""
+    from retarget.generators.warp import _GridMesh, _rasterise
+
+    points = astronaut_landmarks[:, :2] * 0.5 - 60  # a 2 px grid over the face
+    tris = mesh_triangles()
+    mesh = _GridMesh(points, tris)
+    ids, weights = _rasterise(mesh, np.zeros(len(tris)), (140, 140))
+    rows, cols = np.nonzero(ids >= 0)
+    corners = points[tris[ids[rows, cols]]]  # (N, 3, 2)
+    rebuilt = np.einsum("kn,nkd->nd", weights[:, rows, cols], corners)
+    np.testing.assert_allclose(rebuilt, np.stack([cols, rows], 1), atol=1e-3)
+    # brute force: a cell centre deeper inside a triangle than the fringe's reach belongs to it
+    for k in np.random.default_rng(0).choice(len(tris), 60, replace=False):
+        box = cv2.boundingRect(np.round(points[tris[k]]).astype(np.int32))
+        for y in range(box[1], box[1] + box[3]):
+            for x in range(box[0], box[0] + box[2]):
+                if cv2.pointPolygonTest(points[tris[k]].astype(np.float32), (float(x), float(y)), True) > 0.75:
+                    assert ids[y, x] == k, (k, x, y)
+    # a fold: the same triangle drawn twice, shifted half over itself; the smaller key wins the overlap
+    pts = np.zeros((478, 2), np.float32)
+    pts[:3] = [[10, 10], [30, 10], [10, 30]]
+    pts[3:6] = pts[:3] + [5, 5]
+    pts[lm.FACE_OVAL] = [40, 40]  # an empty outline: no holes to fill
+    folded = _GridMesh(pts, np.array([[0, 1, 2], [3, 4, 5]]))
+    for near, far in ((0, 1), (1, 0)):
+        key = np.zeros(2)
+        key[far] = 1.0
+        ids, _ = _rasterise(folded, key, (40, 40))
+        assert ids[18, 18] == near  # inside both
+        assert ids[12, 12] == 0 and ids[18, 28] == 1  # inside one only (row, column)
+        assert ids[38, 38] == -1
+
+
 # ------------------------------------------------------------------------------------------- mesh, helpers
 
 

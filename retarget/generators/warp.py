@@ -144,22 +144,28 @@ def untangle(src: np.ndarray, dst: np.ndarray, iterations: int = 40, damping: fl
     rate[_LIDS] = 0.0
     disp = (dst - src).astype(np.float64)
     now = signed_areas(src + disp, tris)
+    ref_sign = np.sign(ref)
     best, best_score, stalled = disp.copy(), None, 0
+    moved = np.zeros(len(src), bool)
+    changed = np.zeros(len(tris) + 1, bool)  # the last slot takes the table's -1 padding
     for _ in range(iterations):
-        folded = valid & (np.sign(now) != np.sign(ref))
-        score = (int(folded.sum()), float(np.abs(now[folded]).sum()))
+        folded = valid & (np.sign(now) != ref_sign)
+        score = (int(np.count_nonzero(folded)), float(np.abs(now[folded]).sum()))
         if best_score is None or score < best_score:
             best, best_score, stalled = disp.copy(), score, 0
         else:
             stalled += 1
         if score[0] == 0 or stalled >= patience:
             break
-        verts = np.unique(tris[folded])
+        moved[:] = False
+        moved[tris[folded]] = True
+        verts = np.flatnonzero(moved)  # sorted, unique
         padding = (table.shape[1] - count[verts])[:, None]  # rows are padded with the vertex itself
         mean = (disp[table[verts]].sum(1) - disp[verts] * padding) / count[verts][:, None]
         disp[verts] += rate[verts, None] * (mean - disp[verts])
-        touched = np.unique(incidence[verts])
-        touched = touched[touched >= 0]
+        changed[:] = False
+        changed[incidence[verts]] = True
+        touched = np.flatnonzero(changed[:-1])
         now[touched] = signed_areas(src + disp, tris[touched])  # only triangles around moved vertices change
     return (src + best).astype(np.float32)
 
@@ -214,12 +220,14 @@ def backward_map(src: np.ndarray, dst: np.ndarray, depth: np.ndarray, triangles:
     scale = np.array([sx, sy], np.float32)
     fillers = len(hole_triangles()) if len(triangles) == len(face_triangles()) else 0
     order_key = depth[triangles].mean(1) + np.where(np.arange(len(triangles)) >= len(triangles) - fillers, 1e9, 0.0)
-    tri_id = _rasterise((dst + 0.5) * scale - 0.5, order_key, triangles, (gh, gw))
-    gx, gy = np.meshgrid((np.arange(gw) + 0.5) / sx - 0.5, (np.arange(gh) + 0.5) / sy - 0.5)
-    disp = np.zeros((gh, gw, 2), np.float32)
+    mesh = _GridMesh((dst + 0.5) * scale - 0.5, triangles)
+    tri_id, weights = _rasterise(mesh, order_key, (gh, gw))
     inside = tri_id >= 0
-    pts = np.stack([gx[inside], gy[inside]], 1).astype(np.float32)
-    disp[inside] = _read_points(pts, tri_id[inside], dst, src, triangles) - pts
+    disp = np.zeros((gh, gw, 2), np.float32)
+    rows, cols = np.nonzero(inside)
+    cells = np.stack([(cols + 0.5) / sx - 0.5, (rows + 0.5) / sy - 0.5], 1).astype(np.float32)
+    disp[rows, cols] = _read_points(weights[:, rows, cols], tri_id[rows, cols], mesh.conditioning, src,
+                                    triangles) - cells
     disp = _extend_outside(disp, inside, falloff * float(min(sx, sy)))
     full = cv2.resize(disp, (w, h), interpolation=cv2.INTER_LINEAR)
     map_x = full[..., 0] + np.arange(w, dtype=np.float32)[None, :]
@@ -232,95 +240,164 @@ def _grid_shape(w: int, h: int, grid: int) -> tuple[int, int]:
     return max(2, int(round(w * f))), max(2, int(round(h * f)))
 
 
-def _rasterise(points: np.ndarray, order_key: np.ndarray, triangles: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """(gh, gw) int32 index of the triangle containing each cell centre, -1 outside the mesh.
+class _GridMesh:
+    """The destination mesh on the grid, with what every cell lookup needs computed once per frame.
 
-    Triangles are filled with ``cv2.fillConvexPoly`` in drawing priority: where they overlap (a fold), the one
-    with the smaller ``order_key`` (K,) wins (the nearer in depth, and the mesh before the eye and mouth
-    fillers, so a nearly shut lid covers the eyeball). Collapsed slivers are skipped. fillConvexPoly also fills
-    edge pixels, which for a thin triangle can lie far outside it in its own coordinates, so cells whose
-    centre is outside their triangle, and cells left between triangles, are then given the neighbouring
-    cell's triangle that contains them best (or left outside when none is close).
-
-    Args:
+    Attributes:
         points: (478, 2) destination landmarks in grid coordinates (cell centres at integers).
+        triangles: (K, 3) indices.
+        conditioning: (K,) about the sine of each triangle's smallest angle: near 0 for a collapsed sliver.
+        coefficients: (6, K) float32: u = c0 x + c1 y + c2 and v = c3 x + c4 y + c5 are the barycentric
+            coordinates (1 - u - v, u, v) of a point (x, y) in each triangle.
+        heights: (3, K) float32: each vertex's distance from the opposite edge, in cells (a barycentric
+            coordinate times it is the distance from that edge).
+    """
+
+    def __init__(self, points: np.ndarray, triangles: np.ndarray) -> None:
+        self.points, self.triangles = points, triangles
+        a, b, c = (points[triangles[:, i]].astype(np.float64) for i in range(3))
+        e1, e2 = b - a, c - a
+        det = e1[:, 0] * e2[:, 1] - e2[:, 0] * e1[:, 1]
+        self.conditioning = (np.abs(det) / ((e1 ** 2).sum(1) + (e2 ** 2).sum(1) + 1e-9)).astype(np.float32)
+        det = np.where(np.abs(det) < 1e-9, 1e-9, det)
+        self.coefficients = (np.stack([e2[:, 1], -e2[:, 0], e2[:, 0] * a[:, 1] - e2[:, 1] * a[:, 0],
+                                       -e1[:, 1], e1[:, 0], e1[:, 1] * a[:, 0] - e1[:, 0] * a[:, 1]])
+                             / det).astype(np.float32)
+        edges = np.stack([np.linalg.norm(c - b, axis=1), np.linalg.norm(c - a, axis=1), np.linalg.norm(b - a, axis=1)])
+        self.heights = (np.abs(det) / np.maximum(edges, 1e-9)).astype(np.float32)
+
+    def barycentric(self, cols: np.ndarray, rows: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        """(3, N) float32 barycentric coordinates of cell centres (``cols``, ``rows``), each (N,), in triangles
+        ``ids`` (N,)."""
+        return _barycentric_in(self.coefficients[:, ids], cols, rows)
+
+
+def _barycentric_in(coefficients: np.ndarray, cols: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """(3, N) float32 barycentric coordinates of cell centres (``cols``, ``rows``), each (N,), given each one's
+    triangle's ``coefficients`` (6, N) (see ``_GridMesh``)."""
+    k = coefficients
+    x, y = cols.astype(np.float32), rows.astype(np.float32)
+    out = np.empty((3, len(x)), np.float32)
+    np.multiply(k[0], x, out=out[1])
+    out[1] += k[1] * y
+    out[1] += k[2]
+    np.multiply(k[3], x, out=out[2])
+    out[2] += k[4] * y
+    out[2] += k[5]
+    np.subtract(1.0, out[1], out=out[0])
+    out[0] -= out[2]
+    return out
+
+
+def _ramp(lengths: np.ndarray) -> np.ndarray:
+    """0, 1, ..., n - 1 for each n in ``lengths``, concatenated."""
+    starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
+    return np.arange(len(starts), dtype=np.int32) - starts.astype(np.int32)
+
+
+# How far outside a triangle's edges its cells reach, in cells (a scan converter fills edge pixels too): where
+# triangles meet at a sharp change of the map (the lids of a closed eye) the winner's map then continues a
+# little past the edge, so the upsampled field does not blend the two sides' reads (the eyeball between them).
+_FRINGE = 0.7
+
+
+def _smallest(bary: np.ndarray) -> np.ndarray:
+    """(N,) the smallest of the three barycentric coordinates (3, N): negative outside the triangle."""
+    return np.minimum(np.minimum(bary[0], bary[1]), bary[2])
+
+
+def _rasterise(mesh: _GridMesh, order_key: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """The triangle containing each cell centre, and the centre's barycentric coordinates in it.
+
+    Every cell in a triangle's bounding box is tested against it at once (vectorised). A triangle covers the
+    cells whose centre lies inside it or less than ``_FRINGE`` cells outside (as a scan converter fills edge
+    pixels), but never more than 0.2 outside in its own barycentric coordinates (a thin triangle's edge cells can lie far
+    outside it in its own coordinates). Where triangles overlap (a fold, or the half-cell fringes), the one
+    with the smaller ``order_key`` (K,) wins (the nearer in depth, and the mesh before the eye and mouth fillers,
+    so a nearly shut lid covers the eyeball). Collapsed slivers are skipped; the cells inside the face outline
+    that no triangle covers are then given the neighbouring cell's triangle that contains them best, or left
+    outside when none is close.
+
+    Returns:
+        ``ids`` (gh, gw) int32, -1 outside the mesh, and ``weights`` (3, gh, gw) float32, the barycentric
+        coordinates of each inside cell's centre in its triangle (0 outside).
     """
     gh, gw = shape
-    ids = np.full(shape, -1, np.int32)
-    drawn = np.flatnonzero(_conditioning(points, triangles) >= 0.02)
-    drawn = drawn[np.argsort(-order_key[drawn])]  # highest key first, so the smallest is drawn last and wins
-    corners = np.round(points * 16).astype(np.int32)[triangles[drawn]]  # 4 fractional bits
-    fill = cv2.fillConvexPoly
-    for k, tri in zip(drawn.tolist(), corners):
-        fill(ids, tri, k, cv2.LINE_8, 4)
-    inside = ids >= 0
-    rows, cols = np.nonzero(inside)
-    centres = np.stack([cols, rows], 1).astype(np.float32)
-    stray = np.zeros(shape, bool)
-    stray[rows, cols] = _barycentric(centres, ids[rows, cols], points, triangles).min(1) < -0.2
+    points, triangles = mesh.points, mesh.triangles
+    drawn = np.flatnonzero(mesh.conditioning >= 0.02)
+    drawn = drawn[np.argsort(order_key[drawn], kind="stable")]  # rank 0 wins
+    corners = points[triangles[drawn]]  # (D, 3, 2)
+    lo = np.maximum(np.ceil(corners.min(1) - _FRINGE), 0).astype(np.int32)  # (D, 2) first cell x, y in the box
+    hi = np.minimum(np.floor(corners.max(1) + _FRINGE), [gw - 1, gh - 1]).astype(np.int32)
+    span = np.maximum(hi - lo + 1, 0)
+    # the boxes' rows, then each row's cells; candidates stay grouped by triangle, in rank order
+    box_rows = np.repeat(np.arange(len(drawn)), span[:, 1])
+    row_y = lo[box_rows, 1] + _ramp(span[:, 1])
+    width = span[box_rows, 0]
+    rows = np.repeat(row_y, width)
+    cols = np.repeat(lo[box_rows, 0], width) + _ramp(width)
+    counts = span[:, 0] * span[:, 1]
+    owner = np.repeat(np.arange(len(drawn), dtype=np.int32), counts)
+    bary = _barycentric_in(np.repeat(mesh.coefficients[:, drawn], counts, axis=1), cols, rows)
+    # inside, or within the fringe of the nearest edge, and never far outside in barycentric terms
+    floor = np.repeat(np.maximum(-_FRINGE / mesh.heights[:, drawn], -0.2), counts, axis=1)
+    hit = np.flatnonzero(_smallest(bary - floor) >= 0)
+    cell = rows[hit] * gw + cols[hit]
+    best = np.full(gh * gw, len(drawn), np.int32)
+    np.minimum.at(best, cell, owner[hit])
+    win = hit[owner[hit] == best[cell]]
+    ids = np.full(gh * gw, -1, np.int32)
+    weights = np.zeros((3, gh * gw), np.float32)
+    where = rows[win] * gw + cols[win]
+    ids[where] = drawn[owner[win]]
+    weights[:, where] = bary[:, win]
+    ids, weights = ids.reshape(shape), weights.reshape(3, gh, gw)
     hull = np.zeros(shape, np.uint8)
     cv2.fillPoly(hull, [np.round(points[lm.FACE_OVAL] * 16).astype(np.int32)], 1, cv2.LINE_8, 4)
-    redo = stray | (~inside & (hull > 0))
-    if redo.any():
-        _fill_holes(ids, redo, points, triangles)
-    return ids
+    holes = (hull > 0) & (ids < 0)
+    if holes.any():
+        _fill_holes(ids, weights, holes, mesh)
+    return ids, weights
 
 
-def _fill_holes(ids: np.ndarray, holes: np.ndarray, points: np.ndarray, triangles: np.ndarray) -> None:
-    """Give each ``holes`` cell the triangle, among its own and its 3x3 neighbours', that contains its centre
-    best; a cell too far outside even that one is left outside the mesh (in place)."""
+def _fill_holes(ids: np.ndarray, weights: np.ndarray, holes: np.ndarray, mesh: _GridMesh) -> None:
+    """Give each ``holes`` cell the triangle, among its 3x3 neighbours', that contains its centre best, with
+    its barycentric ``weights``; a cell too far outside even that one is left outside the mesh (in place)."""
     padded = np.pad(ids, 1, constant_values=-1)
     rows, cols = np.nonzero(holes)
     candidates = np.stack([padded[rows + dy, cols + dx] for dy in range(3) for dx in range(3)], 1)  # (n, 9)
-    centres = np.repeat(np.stack([cols, rows], 1).astype(np.float32), 9, axis=0)
-    score = _barycentric(centres, np.maximum(candidates.ravel(), 0), points, triangles).min(1).reshape(-1, 9)
+    bary = mesh.barycentric(np.repeat(cols, 9), np.repeat(rows, 9), np.maximum(candidates.ravel(), 0))
+    score = _smallest(bary).reshape(-1, 9)
     score[candidates < 0] = -np.inf
-    best = candidates[np.arange(len(rows)), score.argmax(1)]
+    pick = score.argmax(1)
+    best = candidates[np.arange(len(rows)), pick]
     # a cell too far outside even its best triangle is beyond the mesh's edge: leave it to the extension
-    tolerance = -0.15 * np.minimum(1.0, 10.0 * _conditioning(points, triangles))
+    tolerance = -0.15 * np.minimum(1.0, 10.0 * mesh.conditioning)
     near = (best >= 0) & (score.max(1) >= tolerance[np.maximum(best, 0)])
     ids[rows, cols] = np.where(near, best, -1)
+    chosen = np.flatnonzero(near) * 9 + pick[near]
+    weights[:, rows[near], cols[near]] = bary[:, chosen]
 
 
-def _conditioning(points: np.ndarray, triangles: np.ndarray) -> np.ndarray:
-    """(K,) about the sine of each triangle's smallest angle: near 0 for a collapsed (sliver) triangle."""
-    a, b, c = points[triangles[:, 0]], points[triangles[:, 1]], points[triangles[:, 2]]
-    e1, e2 = b - a, c - a
-    det = e1[:, 0] * e2[:, 1] - e2[:, 0] * e1[:, 1]
-    return np.abs(det) / ((e1 ** 2).sum(1) + (e2 ** 2).sum(1) + 1e-9)
-
-
-def _barycentric(points: np.ndarray, ids: np.ndarray, dst: np.ndarray, triangles: np.ndarray) -> np.ndarray:
-    """(N, 3) barycentric coordinates of ``points`` (N, 2) in destination triangles ``ids`` (N,)."""
-    d = dst[triangles[ids]].astype(np.float32)  # (N, 3, 2)
-    e1, e2 = d[:, 1] - d[:, 0], d[:, 2] - d[:, 0]
-    det = e1[:, 0] * e2[:, 1] - e2[:, 0] * e1[:, 1]
-    det = np.where(np.abs(det) < 1e-9, 1e-9, det)
-    rel = points - d[:, 0]
-    u = (rel[:, 0] * e2[:, 1] - rel[:, 1] * e2[:, 0]) / det
-    v = (rel[:, 1] * e1[:, 0] - rel[:, 0] * e1[:, 1]) / det
-    return np.stack([1.0 - u - v, u, v], 1)
-
-
-def _read_points(points: np.ndarray, ids: np.ndarray, dst: np.ndarray, src: np.ndarray,
+def _read_points(weights: np.ndarray, ids: np.ndarray, conditioning: np.ndarray, src: np.ndarray,
                  triangles: np.ndarray) -> np.ndarray:
-    """(N, 2) source positions of destination ``points`` (N, 2) lying in triangles ``ids`` (N,).
+    """(N, 2) source positions of cells with barycentric ``weights`` (3, N) in destination triangles ``ids`` (N,).
 
-    Barycentric coordinates in the destination triangle applied to the source triangle: the exact affine
-    map, which also continues to cells a little outside the triangle. How far it may continue shrinks with the
-    triangle's conditioning (coordinates floored at ``-0.5 * min(1, 10 * conditioning)``), so a cell beside a
-    thin triangle never reads from far away through its near-singular map.
+    The barycentric coordinates applied to the source triangle: the exact affine map, which also continues to
+    cells a little outside the triangle. How far it may continue shrinks with the triangle's ``conditioning``
+    (K,) (coordinates floored at ``-0.5 * min(1, 10 * conditioning)``), so a cell beside a thin triangle never
+    reads from far away through its near-singular map.
     """
-    w = _barycentric(points, ids, dst, triangles)
-    floor = (-0.5 * np.minimum(1.0, 10.0 * _conditioning(dst, triangles)))[ids, None]
-    w = np.maximum(w, floor)
-    w /= w.sum(1, keepdims=True)
-    s = src[triangles[ids]]  # (N, 3, 2)
-    return (w[:, 0:1] * s[:, 0] + w[:, 1:2] * s[:, 1] + w[:, 2:3] * s[:, 2]).astype(np.float32)
+    floor = (-0.5 * np.minimum(1.0, 10.0 * conditioning))[ids]
+    w = np.maximum(weights, floor)
+    w /= w[0] + w[1] + w[2]
+    corner = src[triangles[ids].T]  # (3, N, 2)
+    return (w[0, :, None] * corner[0] + w[1, :, None] * corner[1] + w[2, :, None] * corner[2]).astype(np.float32)
 
 
 def _extend_outside(disp: np.ndarray, inside: np.ndarray, falloff: float) -> np.ndarray:
-    """Continue the mesh's displacement outside it, fading to zero over ``falloff`` cells.
+    """Continue the mesh's displacement ``disp`` (gh, gw, 2), which is 0 outside ``inside`` (gh, gw), beyond the
+    mesh, fading to zero over ``falloff`` cells.
 
     Next to the mesh the value is that of the nearest mesh cell, so the field is continuous at the face's
     outline (no seam); further out it blends into a smooth normalised-convolution extension. The outside
@@ -332,7 +409,7 @@ def _extend_outside(disp: np.ndarray, inside: np.ndarray, falloff: float) -> np.
     half = (max(2, gw // 2), max(2, gh // 2))
     quarter = (max(2, gw // 4), max(2, gh // 4))
     mask4 = cv2.resize(inside.astype(np.float32), quarter, interpolation=cv2.INTER_AREA)
-    num4 = cv2.resize(disp * inside[..., None], quarter, interpolation=cv2.INTER_AREA)
+    num4 = cv2.resize(disp, quarter, interpolation=cv2.INTER_AREA)  # disp is 0 outside
     sigma = max(1.0, 0.125 * falloff)
     den4 = cv2.GaussianBlur(mask4, (0, 0), sigma)
     smooth = cv2.resize(cv2.GaussianBlur(num4, (0, 0), sigma) / np.maximum(den4, 1e-3)[..., None], half,
@@ -347,9 +424,10 @@ def _extend_outside(disp: np.ndarray, inside: np.ndarray, falloff: float) -> np.
     inside_disp[labels[inside2]] = disp2[inside2]
     near_weight = np.exp(-dist / 1.5)
     fade = np.exp(-((dist * 2 / max(falloff, 1e-3)) ** 2)) * np.minimum(1.0, den / 1e-2 + near_weight)
-    outside = (near_weight[..., None] * inside_disp[labels] + (1 - near_weight[..., None]) * smooth) * fade[..., None]
+    near = near_weight[..., None]
+    outside = (smooth + near * (inside_disp[labels] - smooth)) * fade[..., None]
     out = cv2.resize(outside, (gw, gh), interpolation=cv2.INTER_LINEAR)
-    out[inside] = disp[inside]
+    np.copyto(out, disp, where=inside[..., None])
     return out
 
 
