@@ -422,7 +422,7 @@ def _extend_outside(disp: np.ndarray, inside: np.ndarray, falloff: float) -> np.
     # labels number the inside cells in row-major order; map each label to its cell's displacement
     inside_disp = np.zeros((labels.max() + 1, 2), np.float32)
     inside_disp[labels[inside2]] = disp2[inside2]
-    near_weight = np.exp(-dist / 1.5)
+    near_weight = np.exp(-np.maximum(dist - 1.0, 0.0) / 1.5)  # 1 on the cells touching the mesh: no seam
     fade = np.exp(-((dist * 2 / max(falloff, 1e-3)) ** 2)) * np.minimum(1.0, den / 1e-2 + near_weight)
     near = near_weight[..., None]
     outside = (smooth + near * (inside_disp[labels] - smooth)) * fade[..., None]
