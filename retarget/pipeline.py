@@ -261,7 +261,7 @@ def track_inputs(inputs: Inputs, config: RetargetConfig, progress: Progress,
     def track_drive() -> None:
         try:
             d = inputs.drive
-            result["drive"] = track_frames(read_frames(d.path), d.width, d.height, on_frame=bar.update)
+            result["drive"] = track_frames(prefetch(read_frames(d.path)), d.width, d.height, on_frame=bar.update)
         except BaseException as exc:  # re-raised in the caller's thread
             failure.append(exc)
 
@@ -269,7 +269,8 @@ def track_inputs(inputs: Inputs, config: RetargetConfig, progress: Progress,
     worker.start()
     try:
         w, h = _frame_size(inputs.target, config)
-        target_track = track_frames(_target_frames(inputs.target, config), w, h,
+        # decoding runs ahead on its own thread, so mediapipe never waits for a frame
+        target_track = track_frames(prefetch(_target_frames(inputs.target, config)), w, h,
                                     still=inputs.target.is_still, on_frame=bar.update)
     finally:
         worker.join()
