@@ -31,7 +31,7 @@ from .progress import Progress
 from .quiet import native_stderr_silenced
 from .threads import BackgroundCalls, prefetch
 from .types import AU_NAMES, Frame, MediaInfo, RetargetResult, StageTimes, Track
-from .video import VideoWriter, probe, read_frames, read_still
+from .video import SourceEdit, VideoWriter, probe, read_frames, read_still
 
 OUTPUT_SUFFIXES = (".mp4", ".mov", ".m4v")
 
@@ -344,14 +344,17 @@ def render(inputs: Inputs, plan: RenderPlan, generator: Generator, config: Retar
     try:
         if inputs.preview is not None:
             preview = PreviewWriter(inputs.preview, h, fps, time_base)
-        frames = _still_repeated(inputs, config, len(plan)) if still else read_frames(inputs.target.path)
+        # the decoded frames go to the writer too: it re-encodes only the box the face was pasted into
+        frames = (_still_repeated(inputs, config, len(plan)) if still
+                  else read_frames(inputs.target.path, keep_source=True))
         for t, frame in zip(range(len(plan)), _timed_iter(prefetch(frames), timings, "decode")):
             drive_frame = cursor.get(int(plan.drive_index[t])) if cursor is not None else None
             original = frame.image.copy() if preview is not None else None  # the render may paste in place
             with _timed(timings, "generate"):
-                out = _render_frame(frame.image, t, plan, generator, drive_frame)
+                out, change = _render_frame(frame.image, t, plan, generator, drive_frame)
+            edit = None if frame.source is None else SourceEdit(frame.source, *change)
             with _timed(timings, "encode"):
-                encoder.submit(writer, preview, drive_frame, original, out, float(plan.times[t]))
+                encoder.submit(writer, preview, drive_frame, original, out, float(plan.times[t]), edit)
             bar.update()
         with _timed(timings, "encode"):
             encoder.finish()
@@ -378,7 +381,7 @@ def render_image(inputs: Inputs, plan: RenderPlan, generator: Generator, config:
 
     image = read_still(inputs.target.path, config.max_size)
     with _timed(timings, "generate"):
-        out = _render_frame(image, 0, plan, generator, None)
+        out, _ = _render_frame(image, 0, plan, generator, None)
     with _timed(timings, "encode"):
         tmp = inputs.output.with_name(f".{inputs.output.name}.part{inputs.output.suffix}")
         try:
@@ -393,8 +396,8 @@ def render_image(inputs: Inputs, plan: RenderPlan, generator: Generator, config:
 
 
 def _write_outputs(writer: VideoWriter, preview: PreviewWriter | None, drive_frame: Frame | None,
-                   target: np.ndarray | None, result: np.ndarray, when: float) -> None:
-    writer.write(result, when)
+                   target: np.ndarray | None, result: np.ndarray, when: float, edit: SourceEdit | None) -> None:
+    writer.write(result, when, edit)
     if preview is not None and target is not None:
         preview.write(drive_frame, target, result, when)
 
@@ -424,11 +427,14 @@ def _still_repeated(inputs: Inputs, config: RetargetConfig, count: int) -> Itera
 
 
 def _render_frame(image: np.ndarray, t: int, plan: RenderPlan, generator: Generator,
-                  drive_frame: Frame | None) -> np.ndarray:
+                  drive_frame: Frame | None) -> tuple[np.ndarray, tuple[tuple[int, int, int, int] | None,
+                                                                     np.ndarray | None]]:
+    """Frame ``t`` (H, W, 3) rendered, and what changed: the box (x0, y0, x1, y1) and its pixels before the
+    change ((y1 - y0, x1 - x0, 3) RGB); ``(None, None)`` when the frame passes through unchanged."""
     weight = float(plan.weight[t])
     source = plan.source[t]
     if weight <= 0 or not np.isfinite(source).all():
-        return image
+        return image, (None, None)
     destination = source + weight * (plan.destination[t] - source)
     drive_points = None
     if drive_frame is not None:
@@ -437,8 +443,11 @@ def _render_frame(image: np.ndarray, t: int, plan: RenderPlan, generator: Genera
                     relative_aus=(plan.relative_aus[t] * weight).astype(np.float32),
                     drive_image=drive_frame.image if drive_points is not None else None,
                     drive_landmarks=drive_points)
+    face = generator.generate(edit)
+    x0, y0, x1, y1 = face.box
+    before = image[y0:y1, x0:x1].copy()
     # decoded video frames are ours to modify; a still target's one image is shared by every frame
-    return paste(image, generator.generate(edit), inplace=image.flags.writeable)
+    return paste(image, face, inplace=image.flags.writeable), (face.box, before)
 
 
 def _drive_landmarks(plan: RenderPlan, index: int) -> np.ndarray | None:

@@ -44,6 +44,9 @@ class Frame:
     index: int  # 0-based decode order
     time: float  # presentation time in seconds from the stream start
     image: np.ndarray  # (H, W, 3) uint8 RGB
+    # the decoded av.VideoFrame ``image`` was converted from, kept on request when the writer can reuse it
+    # (8-bit 4:2:0, even size, not rotated or scaled; see video.read_frames)
+    source: object | None = None
 
 
 @dataclass

@@ -10,6 +10,7 @@ import math
 import os
 import secrets
 from collections.abc import Iterator
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
@@ -309,8 +310,20 @@ def _frame_to_rgb(frame: av.VideoFrame, reformatter: VideoReformatter, max_size:
     return rgb
 
 
+def reusable_source(frame: av.VideoFrame) -> bool:
+    """Whether the writer can encode ``frame`` itself, with only the edited box converted back from RGB: 8-bit
+    4:2:0, even size, no display rotation, and a colour matrix that converts the same way in both directions."""
+    return (frame.format.name in ("yuv420p", "yuvj420p") and frame.width % 2 == 0 and frame.height % 2 == 0
+            and _quarter_turns(frame.rotation) == 0 and int(frame.colorspace) in _PATCH_COLORSPACES)
+
+
+# colour matrices the box can be converted back with (the source's own, as the decoder used it); 2 = unspecified,
+# which the decoder reads as BT.601, as does the conversion back
+_PATCH_COLORSPACES = {1: "ITU709", 2: None, 4: "FCC", 5: "ITU601", 6: "ITU601", 7: "SMPTE240M"}
+
+
 def _decode_video(container: av.container.InputContainer, path: Path,
-                  max_size: int | None) -> Iterator[Frame]:
+                  max_size: int | None, keep_source: bool = False) -> Iterator[Frame]:
     """Yield the frames of an opened container's video stream; closes the container when done or closed."""
     try:
         stream = _require_video_stream(container, path)
@@ -335,13 +348,16 @@ def _decode_video(container: av.container.InputContainer, path: Path,
                 if origin is None:
                     origin = frame.pts
                 time = float((frame.pts - origin) * time_base)
-            yield Frame(index=index, time=time, image=_frame_to_rgb(frame, reformatter, max_size))
+            image = _frame_to_rgb(frame, reformatter, max_size)
+            keep = keep_source and image.shape[:2] == (frame.height, frame.width) and reusable_source(frame)
+            yield Frame(index=index, time=time, image=image, source=frame if keep else None)
             index += 1
     finally:
         container.close()
 
 
-def read_frames(path: str | os.PathLike[str], max_size: int | None = None) -> Iterator[Frame]:
+def read_frames(path: str | os.PathLike[str], max_size: int | None = None,
+                keep_source: bool = False) -> Iterator[Frame]:
     """Stream the frames of a video (or the single frame of a still) as ``Frame`` objects.
 
     Decoding is streaming (one frame in memory at a time, codec threads on). ``Frame.time`` is seconds from the
@@ -350,6 +366,8 @@ def read_frames(path: str | os.PathLike[str], max_size: int | None = None) -> It
     ``Frame(index=0, time=0.0)``. ``max_size`` caps the longer side (downscale only, aspect kept, Lanczos).
     Missing or unreadable files raise RetargetError here; decode failures raise it while iterating. The
     container is opened here and closed when the iterator is exhausted or closed (or garbage collected).
+    ``keep_source`` keeps the decoded frame in ``Frame.source`` where ``VideoWriter.write`` can reuse it
+    (``reusable_source``), so pixels outside an edited box are encoded as decoded, without an RGB round trip.
     """
     _check_max_size(max_size)
     p = _check_file(path)
@@ -357,7 +375,7 @@ def read_frames(path: str | os.PathLike[str], max_size: int | None = None) -> It
     if isinstance(media, Image.Image):
         return iter([Frame(index=0, time=0.0, image=_decode_still(media, p, max_size))])
     _require_video_stream(media, p)
-    return _decode_video(media, p, max_size)
+    return _decode_video(media, p, max_size, keep_source)
 
 
 # ----------------------------------------------------------------------------------------------------- writer
@@ -375,6 +393,24 @@ def _trim_audio(frame: av.AudioFrame, samples: int) -> av.AudioFrame | None:
     return trimmed
 
 
+def _planes(yuv: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Views of the Y (height, width), U and V (height / 2, width / 2) planes of a 4:2:0 frame as ``to_ndarray``
+    gives it: (height * 3 / 2, width), the three planes stored one after the other."""
+    flat = yuv.reshape(-1)
+    n, q = width * height, width * height // 4
+    return (flat[:n].reshape(height, width), flat[n:n + q].reshape(height // 2, width // 2),
+            flat[n + q:n + 2 * q].reshape(height // 2, width // 2))
+
+
+def _x264_options(crf: int, preset: str) -> dict[str, str]:
+    """Encoder options. The High profile plays in every browser; lossless (crf 0) needs x264's High 4:4:4
+    Predictive profile, which it then picks itself (and which browsers do not play)."""
+    options = {"crf": str(crf), "preset": preset}
+    if crf > 0:
+        options["profile"] = "high"
+    return options
+
+
 def _temp_path_beside(path: Path) -> Path:
     """Create (exclusively) and return an empty ``.NAME.partXXXXXXXX.mp4`` file in ``path``'s folder."""
     for _ in range(100):
@@ -386,6 +422,15 @@ def _temp_path_beside(path: Path) -> Path:
         os.close(fd)
         return candidate
     raise RetargetError(f"cannot create a temporary file in {path.parent}")
+
+
+@dataclass
+class SourceEdit:
+    """How a frame given to ``VideoWriter.write`` differs from the decoded frame it was made from."""
+
+    source: av.VideoFrame  # the decoded frame (``Frame.source``)
+    box: tuple[int, int, int, int] | None = None  # x0, y0, x1, y1 (pixels) holding every change; None: none
+    before: np.ndarray | None = None  # (y1 - y0, x1 - x0, 3) uint8 RGB: the box as decoded, before the edit
 
 
 class VideoWriter:
@@ -425,6 +470,9 @@ class VideoWriter:
         self._pending: tuple[float, av.Packet] | None = None
         self._audio_offset = 0.0  # seconds of the audio source's timeline at output time 0
         self._reformatter = VideoReformatter()
+        self._reuse: bool | None = None  # encode decoded source frames as they are; decided on the first frame
+        self._source_format = "yuv420p"
+        self._matrix: str | None = None  # the reused sources' colour matrix (None: unspecified, read as BT.601)
         self._last_pts: int | None = None
         self._last_time = 0.0
         self._done = False
@@ -465,7 +513,7 @@ class VideoWriter:
         out_w, out_h = self.width + self.width % 2, self.height + self.height % 2
         video = self._out.add_stream("libx264", rate=self.fps, width=out_w, height=out_h,
                                      time_base=self.time_base,
-                                     options={"crf": str(crf), "preset": preset, "profile": "high"})
+                                     options=_x264_options(crf, preset))
         video.pix_fmt = "yuv420p"
         ctx = video.codec_context
         ctx.thread_type = "AUTO"
@@ -572,15 +620,22 @@ class VideoWriter:
 
     # -- public
 
-    def write(self, image: np.ndarray, time: float) -> None:
+    def write(self, image: np.ndarray, time: float, edit: SourceEdit | None = None) -> None:
         """Encode one frame: ``image`` (height, width, 3) uint8 RGB shown from ``time`` seconds on.
+
+        ``edit`` says which decoded frame ``image`` was made from and where it changed. When the first frame
+        comes with a reusable source of the output's size (``reusable_source``), the stream takes the source's
+        colour tags, and every frame is encoded from its source's own planes with only the changed box
+        converted back from RGB, with the source's colour matrix. The box is corrected by the round-trip error
+        of its pixels as decoded (``edit.before``), so unchanged pixels are encoded exactly as decoded, inside
+        the box and out, and the full-frame conversion is saved. Otherwise frames are converted whole to BT.709.
 
         Timestamps are ``round(time / time_base)``; a frame not later than the previous one is moved one tick
         after it, so output timestamps always increase. Any error aborts the writer (no files left behind).
         """
         self._require_open()
         try:
-            frame = self._to_video_frame(image, time)
+            frame = self._to_video_frame(image, time, edit)
             self._mux_audio(float(frame.pts * self.time_base), inclusive=True)
             self._out.mux(self._video.encode(frame))
             self.frames_written += 1
@@ -590,8 +645,8 @@ class VideoWriter:
                 raise RetargetError(f"encoding frame {self.frames_written} of {self.path} failed: {exc}") from exc
             raise
 
-    def _to_video_frame(self, image: np.ndarray, time: float) -> av.VideoFrame:
-        """Validate, pad to even size and convert ``image`` to a timestamped BT.709 yuv420p frame."""
+    def _to_video_frame(self, image: np.ndarray, time: float, edit: SourceEdit | None = None) -> av.VideoFrame:
+        """Validate, pad to even size and convert ``image`` to a timestamped yuv420p frame (see ``write``)."""
         array = np.asarray(image)
         if array.shape != (self.height, self.width, 3) or array.dtype != np.uint8:
             raise RetargetError(
@@ -605,12 +660,71 @@ class VideoWriter:
         pts = round(time / self.time_base) if isinstance(time, Fraction) else round(time / float(self.time_base))
         if self._last_pts is not None and pts <= self._last_pts:
             pts = self._last_pts + 1
-        rgb = av.VideoFrame.from_ndarray(np.ascontiguousarray(array), format="rgb24")
-        frame = self._reformatter.reformat(rgb, format="yuv420p", dst_colorspace="ITU709", dst_color_range="MPEG")
+        source = edit.source if edit is not None else None
+        if self._reuse is None:
+            self._reuse = self._start_reuse(source)
+        if not self._reuse:
+            rgb = av.VideoFrame.from_ndarray(np.ascontiguousarray(array), format="rgb24")
+            frame = self._reformatter.reformat(rgb, format="yuv420p", dst_colorspace="ITU709",
+                                               dst_color_range="MPEG")
+        elif isinstance(source, av.VideoFrame) and (source.width, source.height) == (self.width, self.height):
+            frame = self._patched(edit, array)
+        else:  # a frame without its source in a stream of reused ones: converted whole, the sources' way
+            yuv = self._to_yuv(array).astype(np.uint8)
+            frame = self._tagged(yuv)
         frame.pts = pts
         frame.time_base = self.time_base
         self._last_pts = pts
         self._last_time = float(pts * self.time_base)
+        return frame
+
+    def _start_reuse(self, source: object | None) -> bool:
+        """On the first frame: reuse decoded sources if this one can be, taking over its colour tags."""
+        if not (isinstance(source, av.VideoFrame) and reusable_source(source)
+                and (source.width, source.height) == (self.width, self.height)):
+            return False
+        ctx = self._video.codec_context
+        ctx.colorspace = int(source.colorspace)
+        ctx.color_primaries = int(source.color_primaries)
+        ctx.color_trc = int(source.color_trc)
+        full = source.format.name == "yuvj420p" or int(source.color_range) == 2
+        ctx.color_range = 2 if full else int(source.color_range)
+        self._source_format = source.format.name
+        self._matrix = _PATCH_COLORSPACES[int(source.colorspace)]
+        return True
+
+    def _patched(self, edit: SourceEdit, image: np.ndarray) -> av.VideoFrame:
+        """``edit.source``'s planes with the changed box of ``image`` (H, W, 3) RGB converted in (see ``write``)."""
+        h, w = self.height, self.width
+        yuv = edit.source.to_ndarray()
+        if edit.box is not None:
+            x0, y0, x1, y1 = edit.box
+            x0, y0 = max(0, x0), max(0, y0)
+            ex0, ey0 = x0 // 2 * 2, y0 // 2 * 2  # whole 4:2:0 chroma samples
+            ex1, ey1 = min(w, x1 + x1 % 2), min(h, y1 + y1 % 2)
+            if ex1 > ex0 and ey1 > ey0:
+                before = np.array(image[ey0:ey1, ex0:ex1])  # the margin added for alignment did not change
+                if edit.before is not None:
+                    before[y0 - ey0:y0 - ey0 + edit.before.shape[0], x0 - ex0:x0 - ex0 + edit.before.shape[1]] = \
+                        edit.before
+                after = self._to_yuv(image[ey0:ey1, ex0:ex1])
+                pw, ph = ex1 - ex0, ey1 - ey0
+                for dst, new, old, f in zip(_planes(yuv, w, h), _planes(after, pw, ph),
+                                            _planes(self._to_yuv(before), pw, ph), (1, 2, 2)):
+                    region = dst[ey0 // f:ey0 // f + new.shape[0], ex0 // f:ex0 // f + new.shape[1]]
+                    region[...] = np.clip(new + (region - old), 0, 255)
+        return self._tagged(yuv)
+
+    def _to_yuv(self, rgb: np.ndarray) -> np.ndarray:
+        """(h * 3 / 2, w) int16 4:2:0 planes of ``rgb`` (h, w, 3) with the reused sources' matrix and range."""
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+        out = self._reformatter.reformat(frame, format=self._source_format, dst_colorspace=self._matrix)
+        return out.to_ndarray().astype(np.int16)
+
+    def _tagged(self, yuv: np.ndarray) -> av.VideoFrame:
+        frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
+        ctx = self._video.codec_context
+        frame.colorspace, frame.color_range = ctx.colorspace, ctx.color_range
         return frame
 
     def close(self) -> int:

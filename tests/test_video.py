@@ -13,7 +13,7 @@ from PIL import Image
 
 from retarget.errors import RetargetError
 from retarget.types import Frame, MediaInfo
-from retarget.video import VideoWriter, probe, read_frames, read_still
+from retarget.video import SourceEdit, VideoWriter, probe, read_frames, read_still
 
 SAMPLE_RATE = 44100
 
@@ -332,6 +332,76 @@ def test_writer_odd_clip_round_trip(media: dict[str, Path], tmp_path: Path) -> N
     # 4:2:0 halves the chroma resolution, so compare luma (bar edges fall on odd columns here)
     luma = np.array([0.2126, 0.7152, 0.0722])
     assert np.abs(back[:49, :65] @ luma - frames[0].image @ luma).mean() < 4
+
+
+def skin_texture(width: int, height: int, seed: int) -> np.ndarray:
+    """(height, width, 3) uint8: a noisy skin tone, whose yuv -> rgb -> yuv round trip is not exact."""
+    rng = np.random.default_rng(seed)
+    base = np.array([190, 130, 100], np.float32)
+    return np.clip(base + rng.normal(0, 12, (height, width, 3)), 0, 255).astype(np.uint8)
+
+
+def make_tagged_clip(path: Path, bt709: bool, n_frames: int = 4) -> Path:
+    """A near-lossless 96x64 yuv420p clip of skin texture, tagged BT.709 (or untagged)."""
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=25, width=96, height=64, options={"crf": "1", "preset": "ultrafast"})
+        video.pix_fmt = "yuv420p"
+        if bt709:
+            video.codec_context.colorspace = video.codec_context.color_primaries = 1
+            video.codec_context.color_trc = video.codec_context.color_range = 1
+        for i in range(n_frames):
+            frame = av.VideoFrame.from_ndarray(skin_texture(96, 64, i), format="rgb24")
+            frame = frame.reformat(format="yuv420p", dst_colorspace="ITU709" if bt709 else None)
+            frame.pts = i
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+    return path
+
+
+@pytest.mark.parametrize("bt709", [True, False])
+def test_writer_reuses_the_decoded_frame_outside_the_edit(tmp_path: Path, bt709: bool) -> None:
+    """With the decoded frames given back, only the changed box is converted from RGB: pixels outside it and
+    the unchanged pixels inside it come out as decoded (no RGB round-trip shift), and the colour tags are the
+    source's own."""
+    clip = make_tagged_clip(tmp_path / "skin.mp4", bt709)
+    frames = list(read_frames(clip, keep_source=True))
+    assert all(f.source is not None for f in frames)
+    box = (21, 11, 71, 51)  # odd corners: the writer widens the box to whole chroma samples
+    out_path = tmp_path / "out.mp4"
+    with VideoWriter(out_path, 96, 64, Fraction(25), crf=0, preset="ultrafast") as writer:
+        for k, f in enumerate(frames):
+            before = f.image[11:51, 21:71].copy()
+            edited = f.image.copy()
+            edited[25:35, 35:45] = (255, 0, 0)  # the change, inside the box
+            edited[0:8, 0:8] = (0, 255, 0)  # outside the box: not written, by contract
+            if k == len(frames) - 1:
+                writer.write(edited, k / 25, SourceEdit(f.source))  # no change at all
+            else:
+                writer.write(edited, k / 25, SourceEdit(f.source, box, before))
+    back = list(read_frames(out_path, keep_source=True))
+    tags = back[0].source
+    assert (int(tags.colorspace), int(tags.color_primaries)) == ((1, 1) if bt709 else (2, 2))
+    for k, (got, sent) in enumerate(zip(back, frames)):
+        diff = got.image.astype(int) - sent.image.astype(int)
+        unchanged = np.ones((64, 96), bool)
+        unchanged[24:36, 34:46] = False  # the red square and its chroma neighbours
+        assert np.abs(diff[unchanged]).mean() < 0.25, k  # the round trip alone would shift by about 1
+        assert abs(diff[unchanged].mean()) < 0.1, k
+        if k < len(frames) - 1:
+            assert np.abs(got.image[28:32, 38:42].astype(int) - (255, 0, 0)).max() <= 12
+        assert np.abs(got.image[2:6, 2:6].astype(int) - sent.image[2:6, 2:6]).max() <= 2  # not green
+
+
+def test_writer_round_trip_without_sources_shifts_colour(tmp_path: Path) -> None:
+    """The full RGB conversion (stills, or a clip the writer cannot reuse) is the fallback; this pins down the
+    shift that reusing the decoded frame avoids, so the test above is not passing for a weaker reason."""
+    clip = make_tagged_clip(tmp_path / "skin.mp4", False)
+    frames = list(read_frames(clip))
+    with VideoWriter(tmp_path / "out.mp4", 96, 64, Fraction(25), crf=0, preset="ultrafast") as writer:
+        for k, f in enumerate(frames):
+            writer.write(f.image, k / 25)
+    back = list(read_frames(tmp_path / "out.mp4"))
+    assert np.abs(back[0].image.astype(int) - frames[0].image.astype(int)).mean() > 0.5
 
 
 def test_writer_keeps_variable_frame_timing(tmp_path: Path) -> None:
