@@ -115,6 +115,26 @@ def test_mouth_interior_comes_from_the_driver(astronaut: np.ndarray, astronaut_l
     assert (greenness(result[around]) > 80).sum() == 0
 
 
+def test_mouth_interior_takes_the_targets_light_not_its_skin_tone(astronaut_landmarks: np.ndarray) -> None:
+    """A warm-lit tan driver's pink mouth interior, put into a pale target: it brightens with the target's
+    face, and stays pink (red above blue) rather than turning lavender, as a full per-channel match made it."""
+    from retarget.generators.warp import _match_colour
+
+    driver = np.empty((512, 512, 3), np.uint8)
+    driver[:] = (200, 140, 90)
+    target = np.empty((512, 512, 3), np.uint8)
+    target[:] = (235, 215, 210)
+    interior = np.empty((20, 30, 3), np.uint8)
+    interior[:] = (170, 90, 100)
+    out = _match_colour(interior, driver, astronaut_landmarks, target, astronaut_landmarks)[0, 0]
+    luma = np.array([0.299, 0.587, 0.114])
+    assert out @ luma / (interior[0, 0] @ luma) == pytest.approx((target[0, 0] @ luma) / (driver[0, 0] @ luma),
+                                                                 rel=0.05)
+    assert out[0] > out[2] + 20  # still pink
+    full_match = interior[0, 0] * (target[0, 0] + 1.0) / (driver[0, 0] + 1.0)
+    assert full_match[2] > full_match[0]  # what the per-channel ratio did
+
+
 def test_mouth_interior_only_when_the_mouth_opens(astronaut: np.ndarray, astronaut_landmarks: np.ndarray) -> None:
     driver = paint_mouth(astronaut, astronaut_landmarks, (0, 255, 0))
     face = generate(astronaut, astronaut_landmarks, astronaut_landmarks.copy(), drive_image=driver,

@@ -10,7 +10,7 @@
    neck and background do not tear. The grid is upsampled and applied with ``cv2.remap``.
 3. When the mouth opens wider than in the target frame, the lips alone would be stretched over the gap. The
    driver's mouth interior (teeth, tongue, shadow) is mapped into the destination inner-lip outline by an
-   affine fit on the inner-lip points, colour-matched by the ratio of the two faces' mean colours, and blended
+   affine fit on the inner-lip points, colour-matched to the target's brightness (and a share of its tint), and blended
    in with a feathered mask whose strength grows with the extra opening (the approach of "Bringing Portraits
    to Life", Averbuch-Elor et al. 2017).
 """
@@ -522,8 +522,19 @@ def _face_mean(image: np.ndarray, points: np.ndarray, step: int = 4) -> np.ndarr
     return np.array(cv2.mean(small, mask)[:3], np.float32) + 1.0
 
 
+# Only part of two faces' colour difference is their lighting; the rest is skin tone, which the inside of a mouth
+# does not share. A full per-channel match turned a warm-lit tan driver's tongue lavender on a pale target, so
+# the brightness follows the target fully and the tint only by this share.
+_TINT_SHARE = 0.3
+_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+
+
 def _match_colour(interior: np.ndarray, drive_image: np.ndarray, drive_points: np.ndarray,
                   crop: np.ndarray, src: np.ndarray) -> np.ndarray:
-    """Scale the driver pixels by the per-channel ratio of the target's and the driver's mean face colour."""
-    gain = np.clip(_face_mean(crop, src) / _face_mean(drive_image, drive_points), 0.4, 2.5)
+    """Scale the driver pixels (h, w, 3) to the target's lighting: by the ratio of the two faces' mean
+    brightness, times ``_TINT_SHARE`` of the ratio of their mean tints (per channel, in log terms)."""
+    target, driver = _face_mean(crop, src), _face_mean(drive_image, drive_points)
+    brightness = float(target @ _LUMA) / float(driver @ _LUMA)
+    tint = (target / driver) / brightness
+    gain = np.clip(brightness * tint ** _TINT_SHARE, 0.4, 2.5)
     return interior.astype(np.float32) * gain
