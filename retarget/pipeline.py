@@ -81,7 +81,10 @@ def _plan_render_report(inputs: Inputs, motion: DriveMotion, target_clip: ClipAn
     # 4. plan every output frame: transfer, gains, smoothing, timing
     with _timed(timings, "plan"):
         plan = build_plan(motion, target_clip, inputs.target.is_still, config)
-        generator = make_generator(config.generator, **generator_settings(config))
+        settings = generator_settings(config)
+        if config.generator == "warp" and not (inputs.target.is_still and config.pose):
+            settings.setdefault("head", 0.0)  # only a still target's head moves as a whole
+        generator = make_generator(config.generator, **settings)
         generator.prepare(target_clip.expression.neutral)
     # 5. render: decode, generate, paste back, encode with the audio
     if image_output:
@@ -347,11 +350,12 @@ def render(inputs: Inputs, plan: RenderPlan, generator: Generator, config: Retar
         # the decoded frames go to the writer too: it re-encodes only the box the face was pasted into
         frames = (_still_repeated(inputs, config, len(plan)) if still
                   else read_frames(inputs.target.path, keep_source=True))
+        person = _person(inputs, config)
         for t, frame in zip(range(len(plan)), _timed_iter(prefetch(frames), timings, "decode")):
             drive_frame = cursor.get(int(plan.drive_index[t])) if cursor is not None else None
             original = frame.image.copy() if preview is not None else None  # the render may paste in place
             with _timed(timings, "generate"):
-                out, change = _render_frame(frame.image, t, plan, generator, drive_frame)
+                out, change = _render_frame(frame.image, t, plan, generator, drive_frame, person)
             edit = None if frame.source is None else SourceEdit(frame.source, *change)
             with _timed(timings, "encode"):
                 encoder.submit(writer, preview, drive_frame, original, out, float(plan.times[t]), edit)
@@ -426,8 +430,18 @@ def _still_repeated(inputs: Inputs, config: RetargetConfig, count: int) -> Itera
         yield Frame(i, 0.0, image)
 
 
+def _person(inputs: Inputs, config: RetargetConfig) -> np.ndarray | None:
+    """(H, W) float32 person mask of a still target whose head follows the driver's (for the warp), else None."""
+    if not (inputs.target.is_still and config.pose and config.generator == "warp"):
+        return None
+    from .segment import person_mask
+
+    with native_stderr_silenced():
+        return person_mask(read_still(inputs.target.path, config.max_size))
+
+
 def _render_frame(image: np.ndarray, t: int, plan: RenderPlan, generator: Generator,
-                  drive_frame: Frame | None) -> tuple[np.ndarray, tuple[tuple[int, int, int, int] | None,
+                  drive_frame: Frame | None, person: np.ndarray | None = None) -> tuple[np.ndarray, tuple[tuple[int, int, int, int] | None,
                                                                      np.ndarray | None]]:
     """Frame ``t`` (H, W, 3) rendered, and what changed: the box (x0, y0, x1, y1) and its pixels before the
     change ((y1 - y0, x1 - x0, 3) RGB); ``(None, None)`` when the frame passes through unchanged."""
@@ -442,7 +456,7 @@ def _render_frame(image: np.ndarray, t: int, plan: RenderPlan, generator: Genera
     edit = FaceEdit(image=image, source=source, destination=destination.astype(np.float32),
                     relative_aus=(plan.relative_aus[t] * weight).astype(np.float32),
                     drive_image=drive_frame.image if drive_points is not None else None,
-                    drive_landmarks=drive_points)
+                    drive_landmarks=drive_points, person=person)
     face = generator.generate(edit)
     x0, y0, x1, y1 = face.box
     before = image[y0:y1, x0:x1].copy()

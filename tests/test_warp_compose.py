@@ -339,6 +339,50 @@ def test_rasteriser_finds_the_containing_triangle(astronaut_landmarks: np.ndarra
         assert ids[38, 38] == -1
 
 
+def test_a_head_move_carries_the_hair_not_the_background(astronaut: np.ndarray,
+                                                         astronaut_landmarks: np.ndarray) -> None:
+    """A still target's whole head moves 12 px right: 'hair' 0.3 face sizes beside the face (on the person
+    mask) moves with it, the background off the person stays; without the head move the hair barely moves."""
+    points = astronaut_landmarks.copy()
+    size = face_size(points)
+    moved = points.copy()
+    moved[:, 0] += 12.0
+    oval = points[lm.FACE_OVAL, :2]
+    person = np.zeros((512, 512), np.float32)
+    cv2.fillPoly(person, [np.round((oval - oval.mean(0)) * 2.2 + oval.mean(0)).astype(np.int32)], 1.0)
+    image = np.ascontiguousarray(astronaut)
+    left = int(oval[:, 0].min())
+    y = int(oval[:, 1].mean())
+    hair = (y, left - int(0.3 * size))  # beside the face, on the person
+    assert person[hair] == 1.0
+    def render(head: float, mask: np.ndarray | None) -> np.ndarray:
+        edit = FaceEdit(image=image, source=points, destination=moved.astype(np.float32), relative_aus=NO_AUS,
+                        person=mask)
+        return grey(paste(image, WarpGenerator(WarpSettings(head=head)).generate(edit)))
+
+    def shift_at(out: np.ndarray, spot: tuple[int, int]) -> float:
+        """How far the pattern of the row through ``spot`` moved right, pixels."""
+        row = out[spot[0], spot[1] - 30:spot[1] + 31]
+        ref = grey(image)[spot[0], spot[1] - 30:spot[1] + 31]
+        errors = [np.abs(row[20:41] - ref[20 - d:41 - d]).mean() for d in range(0, 19)]
+        return float(np.argmin(errors))
+
+    with_head, without = render(0.6, person), render(0.0, person)
+    assert shift_at(with_head, hair) >= 7  # 12 px, less its fade at 0.3 face sizes out (and the sampling's)
+    assert shift_at(without, hair) <= 2
+    # off the person, 0.6 face sizes out: it stays; without the mask the head move would drag it along
+    spot = (y, int(oval[:, 0].min() - 0.6 * size))
+    assert spot[1] >= 0 and person[spot] == 0.0
+
+    def read_shift(mask: np.ndarray | None) -> float:
+        field = warp_field(points, moved, (512, 512, 3), WarpSettings(head=0.6), mask)
+        x0, y0 = field.box[:2]
+        return float(spot[1] - x0 - field.map_x[spot[0] - y0, spot[1] - x0])
+
+    assert abs(read_shift(person)) < 1.0  # just off the person: only the mask's softened edge reaches it
+    assert read_shift(None) > 3.0
+
+
 # ------------------------------------------------------------------------------------------- mesh, helpers
 
 
@@ -412,3 +456,13 @@ def test_make_generator() -> None:
     assert generator.name == "warp" and generator.settings.grid == 64 and not generator.settings.mouth_interior
     with pytest.raises(ValueError, match="unknown generator"):
         make_generator("nope")
+
+
+def test_person_mask_covers_the_person(astronaut: np.ndarray, astronaut_landmarks: np.ndarray) -> None:
+    from retarget.segment import person_mask
+
+    mask = person_mask(astronaut.copy())
+    assert mask.shape == (512, 512) and mask.dtype == np.float32
+    face = polygon_mask((512, 512), astronaut_landmarks[lm.FACE_OVAL, :2])
+    assert mask[face].mean() > 0.9
+    assert mask[:40, :40].mean() < 0.2 and mask[:40, -40:].mean() < 0.2  # the flag and wall behind him

@@ -23,6 +23,9 @@ class FaceEdit:
     relative_aus: np.ndarray  # (17,) float32 destination AUs minus the frame's own AUs
     drive_image: np.ndarray | None = None  # (h, w, 3) uint8 RGB driver frame nearest in time
     drive_landmarks: np.ndarray | None = None  # (478, 3) float32 pixels of drive_image
+    # (H, W) float32 0-1 where the target's person (head, hair, body) is: given for a still target whose head
+    # follows the driver's, so the head's move carries the hair and leaves the background
+    person: np.ndarray | None = None
 
 
 @dataclass

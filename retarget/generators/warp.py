@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from .. import landmarks as lm
+from ..face import similarity_fit
 from ..mesh import mesh_triangles, neighbour_table
 from .base import FaceEdit, GeneratedFace
 
@@ -34,6 +35,9 @@ class WarpSettings:
     falloff: float = 0.25  # reach of the deformation outside the face mesh, in face sizes
     mouth_interior: bool = True
     feather: float = 0.06  # width of the paste-back feather at the crop border, in crop sizes
+    head: float = 0.6  # reach of a move of the whole head (a still target following the driver's pose) beyond
+    #                    the face, in face sizes: hair and ears go with the head, the background further out less;
+    #                    0 turns it off (the pipeline does so for video targets, which keep their own pose)
 
 
 class WarpGenerator:
@@ -47,7 +51,7 @@ class WarpGenerator:
 
     def generate(self, edit: FaceEdit) -> GeneratedFace:
         s = self.settings
-        field = warp_field(edit.source, edit.destination, edit.image.shape, s)
+        field = warp_field(edit.source, edit.destination, edit.image.shape, s, edit.person)
         x0, y0, x1, y1 = field.box
         crop = edit.image[y0:y1, x0:x1]
         out = cv2.remap(crop, field.map_x, field.map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
@@ -70,17 +74,59 @@ class WarpField:
 
 
 def warp_field(source: np.ndarray, destination: np.ndarray, frame_shape: tuple[int, ...],
-               settings: WarpSettings) -> WarpField:
-    """Crop, iris clamping, untangling and the backward map for landmarks (478, >=2) in frame pixels."""
+               settings: WarpSettings, person: np.ndarray | None = None) -> WarpField:
+    """Crop, iris clamping, untangling and the backward map for landmarks (478, >=2) in frame pixels.
+
+    ``person`` (H, W) float32 0-1, where the target's person is, confines a head move to the person.
+    """
     face = face_size(source)
-    box = crop_box(source, destination, settings.margin * face, frame_shape)
+    head = HeadMove.fit(source[:, :2], destination[:, :2])
+    margin, grid = settings.margin, settings.grid
+    if settings.head <= 0 or head.largest_shift(source[lm.FACE_OVAL, :2]) < 1.0:
+        head = None  # the head keeps its place (a video target keeps its own pose)
+    else:  # room for the head move to fade out inside the crop, at the face's usual grid resolution
+        margin = max(margin, 2.0 * settings.head)
+        grid = round(grid * (1 + 2 * margin) / (1 + 2 * settings.margin))
+    box = crop_box(source, destination, margin * face, frame_shape)
     offset = np.array(box[:2], np.float32)
     src = clamp_iris(source[:, :2]) - offset
     dst = untangle(src, clamp_iris(destination[:, :2]) - offset)
     depth = destination[:, 2] if destination.shape[1] > 2 else np.zeros(len(destination), np.float32)
     map_x, map_y = backward_map(src, dst, depth, face_triangles(), (box[3] - box[1], box[2] - box[0]),
-                                settings.grid, settings.falloff * face)
+                                grid, settings.falloff * face,
+                                None if head is None else (head.in_crop(offset), settings.head * face),
+                                None if person is None else person[box[1]:box[3], box[0]:box[2]])
     return WarpField(box, src, dst, map_x, map_y)
+
+
+@dataclass(frozen=True)
+class HeadMove:
+    """The similarity ``destination = scale * rotation @ source + shift`` of the face's expression-stable points:
+    the part of an edit that moves the whole head."""
+
+    scale: float
+    rotation: np.ndarray  # (2, 2)
+    shift: np.ndarray  # (2,)
+
+    @staticmethod
+    def fit(source: np.ndarray, destination: np.ndarray) -> HeadMove:
+        """From landmarks (478, 2) before and after the edit (least squares on ``landmarks.RIGID``)."""
+        scale, rotation, shift = similarity_fit(source[lm.RIGID].astype(np.float64),
+                                                destination[lm.RIGID].astype(np.float64))
+        return HeadMove(scale, rotation, shift)
+
+    def backward(self, points: np.ndarray) -> np.ndarray:
+        """(N, 2) where the head move takes ``points`` (N, 2) from: the inverse map."""
+        return ((points - self.shift) @ self.rotation) / self.scale
+
+    def largest_shift(self, points: np.ndarray) -> float:
+        """The largest distance the move takes any of ``points`` (N, 2), pixels."""
+        moved = self.scale * points @ self.rotation.T + self.shift
+        return float(np.linalg.norm(moved - points, axis=1).max())
+
+    def in_crop(self, offset: np.ndarray) -> HeadMove:
+        """The same move in coordinates with ``offset`` (2,) subtracted."""
+        return HeadMove(self.scale, self.rotation, self.scale * self.rotation @ offset + self.shift - offset)
 
 
 def hole_triangles() -> np.ndarray:
@@ -202,7 +248,9 @@ def crop_box(src: np.ndarray, dst: np.ndarray, margin: float, shape: tuple[int, 
 
 
 def backward_map(src: np.ndarray, dst: np.ndarray, depth: np.ndarray, triangles: np.ndarray,
-                 size: tuple[int, int], grid: int, falloff: float) -> tuple[np.ndarray, np.ndarray]:
+                 size: tuple[int, int], grid: int, falloff: float,
+                 head: tuple[HeadMove, float] | None = None,
+                 person: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Full-resolution remap tables for a crop of ``size`` (h, w).
 
     Args:
@@ -211,6 +259,12 @@ def backward_map(src: np.ndarray, dst: np.ndarray, depth: np.ndarray, triangles:
         triangles: (K, 3) indices.
         grid: cells along the crop's longer side for the low-resolution field.
         falloff: pixels over which the deformation fades outside the mesh.
+        head: the edit's head move (crop pixels) and its reach beyond the face (pixels), or None. Outside
+            the mesh the head move then carries on, fading with distance over the reach (and within a quarter of
+            it below the chin, so the shoulders stay), and only the rest of the edit fades over ``falloff``.
+        person: (h, w) float32 0-1 over the crop, where the person is: a cell takes the head move only as far as
+            it shows the person, or reads the person from where the move takes it (so the head can move over the
+            background and uncover it); the background elsewhere stays.
     Returns:
         ``(map_x, map_y)``, each (h, w) float32: output pixel (y, x) reads input (map_y, map_x).
     """
@@ -228,11 +282,45 @@ def backward_map(src: np.ndarray, dst: np.ndarray, depth: np.ndarray, triangles:
     cells = np.stack([(cols + 0.5) / sx - 0.5, (rows + 0.5) / sy - 0.5], 1).astype(np.float32)
     disp[rows, cols] = _read_points(weights[:, rows, cols], tri_id[rows, cols], mesh.conditioning, src,
                                     triangles) - cells
-    disp = _extend_outside(disp, inside, falloff * float(min(sx, sy)))
+    if head is None:
+        disp = _extend_outside(disp, inside, falloff * float(min(sx, sy)))
+    else:
+        move, reach = head
+        gx, gy = np.meshgrid((np.arange(gw) + 0.5) / sx - 0.5, (np.arange(gh) + 0.5) / sy - 0.5)
+        centres = np.stack([gx, gy], -1).reshape(-1, 2)
+        rigid = (move.backward(centres) - centres).reshape(gh, gw, 2).astype(np.float32)
+        rest = _extend_outside(np.where(inside[..., None], disp - rigid, 0.0), inside, falloff * float(min(sx, sy)))
+        weight = _head_weight(inside, gy, float(dst[lm.CHIN, 1]), reach, float(min(sx, sy)))
+        if person is not None:
+            on = _on_person(person, (gw, gh), rigid + np.stack([gx, gy], -1), (sx, sy))
+            # softened over a sixth of the reach: where the head uncovers the background, it stretches rather
+            # than tears
+            weight *= cv2.GaussianBlur(on, (0, 0), max(1.0, reach * float(min(sx, sy)) / 6))
+        disp = np.where(inside[..., None], disp, rest + weight[..., None] * rigid)
     full = cv2.resize(disp, (w, h), interpolation=cv2.INTER_LINEAR)
     map_x = full[..., 0] + np.arange(w, dtype=np.float32)[None, :]
     map_y = full[..., 1] + np.arange(h, dtype=np.float32)[:, None]
     return map_x, map_y
+
+
+def _head_weight(inside: np.ndarray, y: np.ndarray, chin: float, reach: float, cells_per_pixel: float) -> np.ndarray:
+    """(gh, gw) share of the head move each cell takes: 1 on the mesh (``inside``), a Gaussian of the distance
+    from it over ``reach`` pixels outside, cut within a quarter of the reach below the ``chin`` (y, pixels);
+    ``y`` (gh, gw) is each cell's y in pixels."""
+    dist = cv2.distanceTransform((~inside).astype(np.uint8), cv2.DIST_L2, 3) / cells_per_pixel
+    weight = np.exp(-((dist / reach) ** 2))
+    below = np.maximum(y - chin, 0.0) / (0.25 * reach)
+    return (weight * np.exp(-(below ** 2))).astype(np.float32)
+
+
+def _on_person(person: np.ndarray, grid_size: tuple[int, int], reads: np.ndarray,
+               scale: tuple[float, float]) -> np.ndarray:
+    """(gh, gw) per cell: the larger of the ``person`` mask (h, w) at the cell and where it reads (``reads``,
+    (gh, gw, 2) crop pixels), ``scale`` (sx, sy) grid cells per pixel."""
+    small = cv2.resize(person, grid_size, interpolation=cv2.INTER_AREA)
+    at = np.ascontiguousarray(((reads + 0.5) * np.asarray(scale, np.float32) - 0.5).astype(np.float32))
+    there = cv2.remap(small, at[..., 0], at[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return np.maximum(small, there)
 
 
 def _grid_shape(w: int, h: int, grid: int) -> tuple[int, int]:
