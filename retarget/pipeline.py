@@ -348,14 +348,16 @@ def render(inputs: Inputs, plan: RenderPlan, generator: Generator, config: Retar
         if inputs.preview is not None:
             preview = PreviewWriter(inputs.preview, h, fps, time_base)
         # the decoded frames go to the writer too: it re-encodes only the box the face was pasted into
-        frames = (_still_repeated(inputs, config, len(plan)) if still
+        image = read_still(inputs.target.path, config.max_size) if still else None
+        frames = (_still_repeated(image, len(plan)) if image is not None
                   else read_frames(inputs.target.path, keep_source=True))
-        person = _person(inputs, config)
+        person = _person(image, config)
         for t, frame in zip(range(len(plan)), _timed_iter(prefetch(frames), timings, "decode")):
             drive_frame = cursor.get(int(plan.drive_index[t])) if cursor is not None else None
             original = frame.image.copy() if preview is not None else None  # the render may paste in place
             with _timed(timings, "generate"):
-                out, change = _render_frame(frame.image, t, plan, generator, drive_frame, person)
+                out, change = _render_frame(frame.image, t, plan, generator, drive_frame, person,
+                                            keep_before=frame.source is not None)
             edit = None if frame.source is None else SourceEdit(frame.source, *change)
             with _timed(timings, "encode"):
                 encoder.submit(writer, preview, drive_frame, original, out, float(plan.times[t]), edit)
@@ -423,28 +425,30 @@ def _timed_iter(frames: Iterator[Frame], timings: StageTimes, stage: str) -> Ite
         yield frame
 
 
-def _still_repeated(inputs: Inputs, config: RetargetConfig, count: int) -> Iterator[Frame]:
-    image = read_still(inputs.target.path, config.max_size)
+def _still_repeated(image: np.ndarray, count: int) -> Iterator[Frame]:
     image.setflags(write=False)
     for i in range(count):
         yield Frame(i, 0.0, image)
 
 
-def _person(inputs: Inputs, config: RetargetConfig) -> np.ndarray | None:
-    """(H, W) float32 person mask of a still target whose head follows the driver's (for the warp), else None."""
-    if not (inputs.target.is_still and config.pose and config.generator == "warp"):
+def _person(still: np.ndarray | None, config: RetargetConfig) -> np.ndarray | None:
+    """(H, W) float32 person mask of a ``still`` target (H, W, 3) whose head follows the driver's (for the
+    warp); None for a video target or without a head move."""
+    if still is None or not (config.pose and config.generator == "warp"):
         return None
     from .segment import person_mask
 
     with native_stderr_silenced():
-        return person_mask(read_still(inputs.target.path, config.max_size))
+        return person_mask(still)
 
 
 def _render_frame(image: np.ndarray, t: int, plan: RenderPlan, generator: Generator,
-                  drive_frame: Frame | None, person: np.ndarray | None = None) -> tuple[np.ndarray, tuple[tuple[int, int, int, int] | None,
+                  drive_frame: Frame | None, person: np.ndarray | None = None,
+                  keep_before: bool = False) -> tuple[np.ndarray, tuple[tuple[int, int, int, int] | None,
                                                                      np.ndarray | None]]:
-    """Frame ``t`` (H, W, 3) rendered, and what changed: the box (x0, y0, x1, y1) and its pixels before the
-    change ((y1 - y0, x1 - x0, 3) RGB); ``(None, None)`` when the frame passes through unchanged."""
+    """Frame ``t`` (H, W, 3) rendered, and what changed: the box (x0, y0, x1, y1) and, with ``keep_before``,
+    its pixels before the change ((y1 - y0, x1 - x0, 3) RGB); ``(None, None)`` when the frame passes through
+    unchanged."""
     weight = float(plan.weight[t])
     source = plan.source[t]
     if weight <= 0 or not np.isfinite(source).all():
@@ -459,7 +463,7 @@ def _render_frame(image: np.ndarray, t: int, plan: RenderPlan, generator: Genera
                     drive_landmarks=drive_points, person=person)
     face = generator.generate(edit)
     x0, y0, x1, y1 = face.box
-    before = image[y0:y1, x0:x1].copy()
+    before = image[y0:y1, x0:x1].copy() if keep_before else None
     # decoded video frames are ours to modify; a still target's one image is shared by every frame
     return paste(image, face, inplace=image.flags.writeable), (face.box, before)
 
