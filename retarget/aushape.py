@@ -27,7 +27,11 @@ AU45   blink                       upper lids down to the lower lids (both meet 
 
 Every other landmark follows by harmonic interpolation over the face mesh (inverse-edge-length weights on the
 target's own neutral), with the expression-stable points (``landmarks.RIGID``) and the other regions' features
-held still, so a jaw drop stretches the cheeks but leaves the brows alone.
+held still, so a jaw drop stretches the cheeks but leaves the brows alone. The mouth AUs also hold the base of
+the nose (the subnasale): else a raised upper lip drags it up and lengthens the chin-to-nose distance that AU26
+reads. Only AU25 and AU26 open the lips: where the other fields together would lift the upper lip off the lower
+one, the lower lip follows (``seal``), and where the jaw does not drop, the fit weighs the lip gap (AU25) at
+``GAP_WEIGHT`` times the other readings.
 
 The handle sizes only give each AU its direction. The weights are then calibrated on the target's neutral by
 measuring what each AU's displacement reads as with ``expression.au_intensities``: a requested set of
@@ -71,7 +75,7 @@ _BROWS = np.concatenate([lm.RIGHT_BROW, lm.LEFT_BROW])
 _HOLD = {  # what each region's AUs must leave where it is
     "brows": np.concatenate([lm.RIGID, _EYE_FEATURES, lm.LIPS]),
     "eyes": np.concatenate([lm.RIGID, _BROWS, lm.LIPS, lm.RIGHT_IRIS, lm.LEFT_IRIS]),
-    "mouth": np.concatenate([lm.RIGID, _EYE_FEATURES, _BROWS]),
+    "mouth": np.concatenate([lm.RIGID, _EYE_FEATURES, _BROWS, [lm.SUBNASALE]]),  # the nose's base stays
 }
 AU_REGION: dict[str, str] = {
     "AU01": "brows", "AU02": "brows", "AU04": "brows",
@@ -172,6 +176,7 @@ def _mesh_edges() -> np.ndarray:
 
 
 SIDE_WEIGHT = 0.2  # weight of the unrequested AUs' readings in the fit
+GAP_WEIGHT = 4.0  # weight of the lip gap (AU25) where the jaw does not drop: an open mouth shows most
 
 
 @dataclass
@@ -185,6 +190,8 @@ class AUShapeModel:
     neutral: np.ndarray  # (478, 3) pose-normalised
     basis: np.ndarray  # (17, 478, 3)
     response: np.ndarray  # (17, 17)
+    seal: np.ndarray  # (478, 3) the lower lip lifted by 1 (normalised units), the rest following harmonically
+    gap_opening: np.ndarray  # (17,) how far each basis field opens the lips (central inner-lip gap); 0 for AU25/26
 
     @classmethod
     def build(cls, neutral: np.ndarray) -> AUShapeModel:
@@ -194,11 +201,21 @@ class AUShapeModel:
         # slopes measured at 40% of each field, where no reading is clipped at 5 yet, then scaled to the full field
         probe = 0.4
         response = au_intensities(neutral[None] + probe * basis, neutral).T.astype(np.float64) / probe
-        return cls(neutral, basis, response)
+        seal = harmonic_fill(neutral, {int(i): np.array([0.0, -1.0, 0.0]) for i in _LOWER_LIP},
+                             np.setdiff1d(_HOLD["mouth"], _LOWER_LIP))
+        opening = _lip_gap(basis)
+        opening[[AU_NAMES.index(a) for a in _PARTING]] = 0.0
+        return cls(neutral, basis, response, seal, opening)
 
     def displacement(self, weights: np.ndarray) -> np.ndarray:
-        """(T, 478, 3) displacement for basis weights (T, 17) (1 = the basis field at nominal intensity 5)."""
-        return np.einsum("tk,knd->tnd", weights, self.basis)
+        """(T, 478, 3) displacement for basis weights (T, 17) (1 = the basis field at nominal intensity 5).
+
+        Only lips part (AU25) and jaw drop (AU26) open the lips: where the other fields together would open
+        them (an upper lip raised off a closed mouth, AU10), the lower lip follows (``seal``). They may close them.
+        """
+        weights = np.asarray(weights, np.float64)
+        lift = np.maximum(weights @ self.gap_opening, 0.0)
+        return np.einsum("tk,knd->tnd", weights, self.basis) + lift[:, None, None] * self.seal[None]
 
     def weights_for(self, aus: np.ndarray, steps: int = 2, reg: float = 0.05) -> np.ndarray:
         """(T, 17) basis weights whose shapes read as ``aus`` (T, 17) intensities 0-5 on this neutral.
@@ -220,6 +237,8 @@ class AUShapeModel:
                 # the requested AUs count fully; the side readings of other AUs (a jaw drop parts the lips,
                 # a blink lifts the lower lid) are kept small but may not cancel the request
                 rows = np.where(target[t] > 0, 1.0, SIDE_WEIGHT)[:, None]
+                if not target[t, _JAW_DROP]:  # the lips part as asked (no further) unless the jaw drops
+                    rows[_LIPS_PART] = GAP_WEIGHT
                 a = np.vstack([rows * m, np.sqrt(reg) * np.diag(gain)])
                 b = np.concatenate([rows[:, 0] * (target[t] - offset[t]), np.sqrt(reg) * gain * prior[t]])
                 w[t] = lsq_linear(a, b, bounds=(0.0, most)).x
@@ -231,6 +250,17 @@ class AUShapeModel:
     def shapes(self, aus: np.ndarray) -> np.ndarray:
         """(T, 478, 3) float32 pose-normalised shapes whose AU intensities are ``aus`` (T, 17)."""
         return (self.neutral[None] + self.displacement(self.weights_for(aus))).astype(np.float32)
+
+
+_PARTING = ("AU25", "AU26")  # the AUs that open the lips
+_LIPS_PART, _JAW_DROP = AU_NAMES.index("AU25"), AU_NAMES.index("AU26")
+_GAP_PAIRS = np.array([[13, 14], [82, 87], [312, 317], [81, 178], [311, 402]])  # central inner-lip pairs
+
+
+def _lip_gap(displacement: np.ndarray) -> np.ndarray:
+    """(...) change of the central inner-lip gap (lower minus upper, y down) of displacements (..., 478, 3)."""
+    d = displacement[..., _GAP_PAIRS[:, 1], 1] - displacement[..., _GAP_PAIRS[:, 0], 1]
+    return d.mean(-1)
 
 
 def _hold_for(au: str, neutral: np.ndarray) -> np.ndarray:

@@ -71,6 +71,26 @@ def test_au_directions_follow_anatomy(model: AUShapeModel) -> None:
     assert np.abs(gap).max() < 0.02  # a full blink closes the lids
 
 
+def _central_gap(shape: np.ndarray) -> float:
+    return float(shape[lm.LOWER_LIP_INNER, 1] - shape[lm.UPPER_LIP_INNER, 1])
+
+
+def test_only_lips_part_and_jaw_drop_open_the_lips(model: AUShapeModel) -> None:
+    # an upper lip raised off a closed mouth (a snarl, a pressed smile) takes the lower lip with it
+    aus = one_au("AU10", 5.0) + one_au("AU09", 3.0) + one_au("AU12", 4.0)
+    shape = model.shapes(aus)[0]
+    assert _central_gap(shape) == pytest.approx(_central_gap(model.neutral), abs=0.01)
+    assert shape[lm.UPPER_LIP_INNER, 1] < model.neutral[lm.UPPER_LIP_INNER, 1] - 0.02  # the lip did rise
+    assert au_intensities(shape[None], model.neutral)[0, AU_NAMES.index("AU10")] > 2.0
+    # asked to, the lips part
+    assert _central_gap(model.shapes(aus + one_au("AU25", 3.0))[0]) > _central_gap(model.neutral) + 0.1
+
+
+def test_mouth_aus_leave_the_base_of_the_nose(model: AUShapeModel) -> None:
+    for au in ("AU09", "AU10", "AU12", "AU23", "AU26"):  # else a raised upper lip reads as a jaw drop
+        assert abs(model.basis[AU_NAMES.index(au)][lm.SUBNASALE, 1]) < 1e-6, au
+
+
 def test_envelope_ramps_in_and_out() -> None:
     t = np.arange(0, 3.0, 0.1)
     e = envelope(t, 1.0, 2.0, 0.5)
