@@ -11,8 +11,8 @@ from retarget import landmarks as lm
 from retarget.compose import paste
 from retarget.generators import FaceEdit, GeneratedFace, make_generator
 from retarget.generators.warp import (WarpField, WarpGenerator, WarpSettings, border_feather, clamp_iris,
-                                      face_size, face_triangles, hole_triangles, mesh_triangles,
-                                      signed_areas, untangle, warp_field)
+                                      face_size, face_triangles, hole_triangles, keep_inside_outline,
+                                      mesh_triangles, outline_distance, signed_areas, untangle, warp_field)
 
 NO_AUS = np.zeros(17, np.float32)
 
@@ -384,6 +384,57 @@ def test_a_head_move_carries_the_hair_not_the_background(astronaut: np.ndarray,
 
 
 # ------------------------------------------------------------------------------------------- mesh, helpers
+
+
+def _corner_pushed_out(points: np.ndarray) -> np.ndarray:
+    """(478, 2) destination: the subject's left mouth corner (291) and its neighbours pushed out past the outline."""
+    dst = points[:, :2].astype(np.float32).copy()
+    corner = dst[lm.MOUTH_CORNERS[1]]
+    d, near = outline_distance(corner[None], dst[lm.FACE_OVAL])
+    direction = (near[0] - corner) / np.linalg.norm(near[0] - corner)
+    close = np.linalg.norm(dst - corner, axis=1) < 0.3 * d[0]
+    close[lm.FACE_OVAL] = False
+    dst[close] += direction * 1.2 * d[0]  # 20% beyond the outline
+    return dst
+
+
+def test_outline_distance_is_signed() -> None:
+    square = np.array([[0, 0], [10, 0], [10, 10], [0, 10]], np.float32)
+    d, near = outline_distance(np.array([[5, 2], [5, -3], [12, 5]], np.float32), square)
+    np.testing.assert_allclose(d, [2, -3, -2], atol=1e-5)
+    np.testing.assert_allclose(near, [[5, 0], [5, 0], [10, 5]], atol=1e-5)
+    d_reversed, _ = outline_distance(np.array([[5, 2]], np.float32), square[::-1])
+    assert d_reversed[0] == pytest.approx(2.0)  # either winding
+
+
+def test_landmarks_stay_inside_the_face_outline(astronaut_landmarks: np.ndarray) -> None:
+    src = astronaut_landmarks[:, :2].astype(np.float32)
+    dst = _corner_pushed_out(astronaut_landmarks)
+    before, _ = outline_distance(src, src[lm.FACE_OVAL])
+    assert outline_distance(dst, dst[lm.FACE_OVAL])[0][lm.MOUTH_CORNERS[1]] < 0  # the input crosses it
+    kept = keep_inside_outline(src, dst)
+    after, _ = outline_distance(kept, kept[lm.FACE_OVAL])
+    inside = before > 0
+    assert np.all(after[inside] >= 0.5 * before[inside] - 1e-3)
+    np.testing.assert_array_equal(kept[lm.FACE_OVAL], dst[lm.FACE_OVAL])  # the outline itself stays
+    untouched = np.linalg.norm(dst - src, axis=1) == 0
+    np.testing.assert_array_equal(kept[untouched], dst[untouched])  # far from the push nothing moves
+    np.testing.assert_array_equal(keep_inside_outline(src, src), src)
+
+
+def test_a_mouth_too_wide_for_the_face_stays_off_the_background(astronaut: np.ndarray,
+                                                                 astronaut_landmarks: np.ndarray) -> None:
+    # a lip corner pushed past the outline used to drag a tab of skin out over what lies beside the face
+    dst = _corner_pushed_out(astronaut_landmarks)
+    face = generate(astronaut, astronaut_landmarks, np.concatenate([dst, astronaut_landmarks[:, 2:]], 1))
+    out = paste(astronaut.copy(), face)
+    outside = distance_from_face(astronaut.shape[:2], astronaut_landmarks) > 4
+    corner = astronaut_landmarks[lm.MOUTH_CORNERS[1], :2]
+    yy, xx = np.mgrid[0:512, 0:512]
+    beside = outside & (np.hypot(xx - corner[0], yy - corner[1]) < 0.25 * face_size(astronaut_landmarks))
+    assert beside.sum() > 200
+    change = np.abs(grey(out) - grey(astronaut))[beside]
+    assert np.percentile(change, 95) < 10  # 6 with the outline kept, 15 without
 
 
 def test_mesh_topology() -> None:

@@ -90,7 +90,7 @@ def warp_field(source: np.ndarray, destination: np.ndarray, frame_shape: tuple[i
     box = crop_box(source, destination, margin * face, frame_shape)
     offset = np.array(box[:2], np.float32)
     src = clamp_iris(source[:, :2]) - offset
-    dst = untangle(src, clamp_iris(destination[:, :2]) - offset)
+    dst = untangle(src, keep_inside_outline(src, clamp_iris(destination[:, :2]) - offset))
     depth = destination[:, 2] if destination.shape[1] > 2 else np.zeros(len(destination), np.float32)
     map_x, map_y = backward_map(src, dst, depth, face_triangles(), (box[3] - box[1], box[2] - box[0]),
                                 grid, settings.falloff * face,
@@ -214,6 +214,53 @@ def untangle(src: np.ndarray, dst: np.ndarray, iterations: int = 40, damping: fl
         touched = np.flatnonzero(changed[:-1])
         now[touched] = signed_areas(src + disp, tris[touched])  # only triangles around moved vertices change
     return (src + best).astype(np.float32)
+
+
+def outline_distance(points: np.ndarray, outline: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Signed distance of ``points`` (N, 2) to the closed polygon ``outline`` (M, 2), positive inside, and the
+    nearest point on it (N, 2)."""
+    a, b = outline, np.roll(outline, -1, axis=0)
+    ab = b - a
+    ap = points[:, None, :] - a[None]
+    t = np.clip((ap * ab[None]).sum(-1) / np.maximum((ab * ab).sum(-1), 1e-9)[None], 0.0, 1.0)
+    near = a[None] + t[..., None] * ab[None]  # (N, M, 2) nearest point on each edge
+    k = np.linalg.norm(points[:, None] - near, axis=-1).argmin(1)
+    n = np.arange(len(points))
+    orientation = np.sign(np.sum(a[:, 0] * b[:, 1] - b[:, 0] * a[:, 1]))
+    side = np.sign(ab[k, 0] * ap[n, k, 1] - ab[k, 1] * ap[n, k, 0]) * orientation
+    return side * np.linalg.norm(points - near[n, k], axis=1), near[n, k]
+
+
+KEEP_INSIDE = 0.5  # share of its distance to the face outline a landmark keeps at least
+
+
+def keep_inside_outline(src: np.ndarray, dst: np.ndarray, keep: float = KEEP_INSIDE, rounds: int = 3) -> np.ndarray:
+    """Destination (478, 2) in which no landmark comes nearer the face outline than ``keep`` times its distance
+    in the source: those that would are moved back inwards (``rounds`` times, as the nearest edge can change).
+
+    A mouth opened wider than the target face has room for (a shout on a face turned a little away) pushes the
+    lip corner and the lower lip up to the outline, where the warp folds and pulls a tab of skin out over the hair
+    or background beside the jaw. The outline itself and the lids do not move.
+    """
+    outline = lm.FACE_OVAL
+    before, _ = outline_distance(src, src[outline])
+    movable = before > 0
+    movable[outline] = False
+    movable[_LIDS] = False
+    out = dst.astype(np.float32).copy()
+    centre = out[outline].mean(0)
+    for _ in range(rounds):
+        after, near = outline_distance(out, out[outline])
+        short = keep * before - after
+        bad = np.flatnonzero(movable & (short > 1e-3))
+        if not len(bad):
+            break
+        away = out[bad] - near[bad]
+        away = np.where((after[bad] >= 0)[:, None], away, -away)  # from the outline, into the face
+        length = np.linalg.norm(away, axis=1, keepdims=True)
+        towards = (centre - out[bad]) / np.maximum(np.linalg.norm(centre - out[bad], axis=1, keepdims=True), 1e-6)
+        out[bad] += np.where(length > 1e-6, away / np.maximum(length, 1e-6), towards) * short[bad, None]
+    return out
 
 
 def clamp_iris(points: np.ndarray) -> np.ndarray:
