@@ -142,6 +142,27 @@ def test_mouth_interior_only_when_the_mouth_opens(astronaut: np.ndarray, astrona
     assert (greenness(face.image) > 80).sum() == 0
 
 
+def test_without_a_driver_the_targets_own_teeth_stay_under_the_upper_lip(astronaut: np.ndarray,
+                                                                        astronaut_landmarks: np.ndarray) -> None:
+    # AU curves and edits have no driver mouth: the opening is a shaded cavity, but the teeth the target showed
+    # stay under its upper lip (they used to vanish into the cavity)
+    destination = open_mouth(astronaut_landmarks, 30.0)
+    face = generate(astronaut, astronaut_landmarks, destination)
+    local = destination[:, :2] - np.array(face.box[:2], np.float32)
+    x, top = local[lm.UPPER_LIP_INNER]
+    bottom = local[lm.LOWER_LIP_INNER, 1]
+    out = grey(face.image)
+    teeth = out[int(top) + 3:int(top) + 7, int(x) - 6:int(x) + 6].mean()
+    cavity = out[int(bottom) - 9:int(bottom) - 5, int(x) - 6:int(x) + 6].mean()
+    source_teeth = grey(astronaut)[int(astronaut_landmarks[lm.UPPER_LIP_INNER, 1]) + 3:
+                                   int(astronaut_landmarks[lm.UPPER_LIP_INNER, 1]) + 7,
+                                   int(astronaut_landmarks[lm.UPPER_LIP_INNER, 0]) - 6:
+                                   int(astronaut_landmarks[lm.UPPER_LIP_INNER, 0]) + 6].mean()
+    assert source_teeth > 150  # the astronaut smiles with her upper teeth showing
+    assert teeth > 0.8 * source_teeth
+    assert cavity < 80
+
+
 def test_closing_the_mouth_keeps_the_surroundings(astronaut: np.ndarray, astronaut_landmarks: np.ndarray) -> None:
     """A driver's closed lips on this open-mouthed target: the inner lips meet, hair and neck stay put."""
     destination = astronaut_landmarks.copy()

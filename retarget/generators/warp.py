@@ -613,7 +613,7 @@ def fill_mouth(warped: np.ndarray, crop: np.ndarray, src: np.ndarray, dst: np.nd
     if has_driver:
         interior = _driver_interior(outline, (y1 - y0, x1 - x0), drive_image, drive_points, crop, src)
     else:
-        interior = _cavity(outline, (y1 - y0, x1 - x0), crop, src)
+        interior = _with_own_interior(_cavity(outline, (y1 - y0, x1 - x0), crop, src), crop, src, dst, (x0, y0))
     mask = np.zeros((y1 - y0, x1 - x0), np.float32)
     cv2.fillPoly(mask, [np.round(outline * 16).astype(np.int32)], 1.0, cv2.LINE_AA, shift=4)
     # soft edge pulled slightly inside the outline, so the driver's own lip pixels do not show as a rim
@@ -647,6 +647,33 @@ def _cavity(outline: np.ndarray, size: tuple[int, int], crop: np.ndarray, src: n
     r = np.sqrt(((xx - centre[0]) / half[0]) ** 2 + ((yy - centre[1]) / half[1]) ** 2)
     shade = 0.12 + 0.22 * np.clip(r, 0, 1)  # the middle is darkest
     return lip[None, None] * shade[..., None]
+
+
+def _with_own_interior(cavity: np.ndarray, crop: np.ndarray, src: np.ndarray, dst: np.ndarray,
+                       origin: tuple[int, int]) -> np.ndarray:
+    """``cavity`` (h, w, 3) float32 at ``origin`` (x, y) in the crop, with the target's own mouth interior (what
+    its parted lips showed before the edit) carried over it. Parted lips at rest mostly show the upper teeth, so
+    the interior stays under the upper lip and stretches to the mouth's new width; the lower lip uncovers the
+    cavity as it drops. A closed mouth shows nothing and leaves the cavity as it is."""
+    loop = lm.INNER_LIP_LOOP
+    inner = np.zeros(crop.shape[:2], np.uint8)
+    cv2.fillPoly(inner, [np.round(src[loop] * 16).astype(np.int32)], 255, cv2.LINE_AA, shift=4)
+    inner = cv2.erode(inner, np.ones((3, 3), np.uint8))  # not the lips' own edge
+    if cv2.countNonZero(inner) < 12:
+        return cavity
+    corners = list(lm.INNER_MOUTH_CORNERS)
+    scale = float(np.ptp(dst[corners, 0]) / max(float(np.ptp(src[corners, 0])), 1.0))
+    centre_src, centre_dst = float(src[corners, 0].mean()), float(dst[corners, 0].mean())
+    h, w = cavity.shape[:2]
+    x = np.arange(w, dtype=np.float32) + origin[0]  # output columns, crop pixels
+    upper = lm.INNER_LIP_UPPER
+    order = np.argsort(dst[upper, 0])
+    drop = np.interp(x, dst[upper, 0][order], (dst[upper, 1] - src[upper, 1])[order])  # the upper lip's move
+    map_x = np.broadcast_to(centre_src + (x - centre_dst) / scale, (h, w)).astype(np.float32)
+    map_y = (np.arange(h, dtype=np.float32)[:, None] + origin[1] - drop[None, :]).astype(np.float32)
+    alpha = cv2.remap(inner, map_x, map_y, cv2.INTER_LINEAR, borderValue=0).astype(np.float32) / 255.0
+    pixels = cv2.remap(crop, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return cavity + (pixels.astype(np.float32) - cavity) * alpha[..., None]
 
 
 def _face_mean(image: np.ndarray, points: np.ndarray, step: int = 4) -> np.ndarray:
