@@ -219,16 +219,18 @@ def untangle(src: np.ndarray, dst: np.ndarray, iterations: int = 40, damping: fl
 def outline_distance(points: np.ndarray, outline: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Signed distance of ``points`` (N, 2) to the closed polygon ``outline`` (M, 2), positive inside, and the
     nearest point on it (N, 2)."""
-    a, b = outline, np.roll(outline, -1, axis=0)
-    ab = b - a
-    ap = points[:, None, :] - a[None]
-    t = np.clip((ap * ab[None]).sum(-1) / np.maximum((ab * ab).sum(-1), 1e-9)[None], 0.0, 1.0)
-    near = a[None] + t[..., None] * ab[None]  # (N, M, 2) nearest point on each edge
-    k = np.linalg.norm(points[:, None] - near, axis=-1).argmin(1)
-    n = np.arange(len(points))
-    orientation = np.sign(np.sum(a[:, 0] * b[:, 1] - b[:, 0] * a[:, 1]))
-    side = np.sign(ab[k, 0] * ap[n, k, 1] - ab[k, 1] * ap[n, k, 0]) * orientation
-    return side * np.linalg.norm(points - near[n, k], axis=1), near[n, k]
+    a = np.asarray(outline, np.float64)
+    ab = np.roll(a, -1, axis=0) - a
+    px, py = (np.asarray(points, np.float64)[:, 0:1] - a[None, :, 0]), (np.asarray(points, np.float64)[:, 1:2]
+                                                                         - a[None, :, 1])
+    t = np.clip((px * ab[:, 0] + py * ab[:, 1]) / np.maximum((ab * ab).sum(1), 1e-9), 0.0, 1.0)  # (N, M)
+    dx, dy = px - t * ab[:, 0], py - t * ab[:, 1]
+    k = (dx * dx + dy * dy).argmin(1)
+    n = np.arange(len(k))
+    orientation = np.sign(np.sum(a[:, 0] * np.roll(a[:, 1], -1) - np.roll(a[:, 0], -1) * a[:, 1]))
+    side = np.sign(ab[k, 0] * py[n, k] - ab[k, 1] * px[n, k]) * orientation
+    near = a[k] + t[n, k, None] * ab[k]
+    return side * np.hypot(dx[n, k], dy[n, k]), near
 
 
 KEEP_INSIDE = 0.5  # share of its distance to the face outline a landmark keeps at least
@@ -249,17 +251,20 @@ def keep_inside_outline(src: np.ndarray, dst: np.ndarray, keep: float = KEEP_INS
     movable[_LIDS] = False
     out = dst.astype(np.float32).copy()
     centre = out[outline].mean(0)
-    for _ in range(rounds):
-        after, near = outline_distance(out, out[outline])
-        short = keep * before - after
-        bad = np.flatnonzero(movable & (short > 1e-3))
-        if not len(bad):
+    candidates = np.flatnonzero(movable)
+    for _ in range(rounds):  # only the points found too near are measured again
+        after, near = outline_distance(out[candidates], out[outline])
+        short = keep * before[candidates] - after
+        keep_on = short > 1e-3
+        if not keep_on.any():
             break
-        away = out[bad] - near[bad]
-        away = np.where((after[bad] >= 0)[:, None], away, -away)  # from the outline, into the face
+        bad, after, near, short = candidates[keep_on], after[keep_on], near[keep_on], short[keep_on]
+        away = out[bad] - near
+        away = np.where((after >= 0)[:, None], away, -away)  # from the outline, into the face
         length = np.linalg.norm(away, axis=1, keepdims=True)
         towards = (centre - out[bad]) / np.maximum(np.linalg.norm(centre - out[bad], axis=1, keepdims=True), 1e-6)
-        out[bad] += np.where(length > 1e-6, away / np.maximum(length, 1e-6), towards) * short[bad, None]
+        out[bad] += np.where(length > 1e-6, away / np.maximum(length, 1e-6), towards) * short[:, None]
+        candidates = bad
     return out
 
 
