@@ -411,6 +411,17 @@ def _x264_options(crf: int, preset: str) -> dict[str, str]:
     return options
 
 
+def encoder_threads() -> int:
+    """x264's threads when none are asked for: one core fewer than this process may use, at least one.
+
+    The frames are generated on the remaining core at the same time. x264's own default (1.5 threads a core)
+    competes with that generation: on 2 cores, three alternated runs of the 720p main job took 18.7-19.8 s
+    with one encoder thread against 19.8-22.1 s with x264's default.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores - 1)
+
+
 def _temp_path_beside(path: Path) -> Path:
     """Create (exclusively) and return an empty ``.NAME.partXXXXXXXX.mp4`` file in ``path``'s folder."""
     for _ in range(100):
@@ -517,7 +528,7 @@ class VideoWriter:
         video.pix_fmt = "yuv420p"
         ctx = video.codec_context
         ctx.thread_type = "AUTO"
-        ctx.thread_count = threads
+        ctx.thread_count = threads or encoder_threads()
         ctx.colorspace = 1  # AVCOL_SPC_BT709, matching the conversion in write()
         ctx.color_primaries = 1  # AVCOL_PRI_BT709
         ctx.color_trc = 1  # AVCOL_TRC_BT709

@@ -13,7 +13,7 @@ from PIL import Image
 
 from retarget.errors import RetargetError
 from retarget.types import Frame, MediaInfo
-from retarget.video import SourceEdit, VideoWriter, probe, read_frames, read_still
+from retarget.video import SourceEdit, VideoWriter, encoder_threads, probe, read_frames, read_still
 
 SAMPLE_RATE = 44100
 
@@ -317,6 +317,23 @@ def test_writer_pads_odd_size_and_keeps_colour(tmp_path: Path) -> None:
     assert len(frames) == 5
     assert frames[0].image.shape == (50, 66, 3)
     assert np.abs(frames[2].image.astype(int) - colour).max() <= 4  # padding repeats the edge colour
+
+
+@pytest.mark.parametrize(("cores", "threads"), [(1, 1), (2, 1), (8, 7)])
+def test_encoder_leaves_one_core_to_generation(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, cores: int,
+                                                threads: int) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
+    assert encoder_threads() == threads
+    writer = VideoWriter(tmp_path / "t.mp4", 64, 48, Fraction(25))
+    try:
+        assert writer._video.codec_context.thread_count == threads
+    finally:
+        writer.abort()
+    asked = VideoWriter(tmp_path / "u.mp4", 64, 48, Fraction(25), threads=3)
+    try:
+        assert asked._video.codec_context.thread_count == 3  # an explicit count is kept
+    finally:
+        asked.abort()
 
 
 def test_writer_odd_clip_round_trip(media: dict[str, Path], tmp_path: Path) -> None:
