@@ -142,6 +142,23 @@ def test_mouth_interior_only_when_the_mouth_opens(astronaut: np.ndarray, astrona
     assert (greenness(face.image) > 80).sum() == 0
 
 
+def test_a_mouth_that_only_widens_keeps_its_own_interior(astronaut: np.ndarray,
+                                                         astronaut_landmarks: np.ndarray) -> None:
+    # a closed-mouth smile stretches the mouth sideways without parting the lips: nothing is painted in
+    driver = paint_mouth(astronaut, astronaut_landmarks, (0, 255, 0))
+    wide = astronaut_landmarks.copy()
+    centre = wide[lm.INNER_LIP_LOOP, 0].mean()
+    mouth = np.unique(np.concatenate([lm.INNER_LIP_LOOP, lm.OUTER_LIP_LOOP]))
+    wide[mouth, 0] = centre + 1.5 * (wide[mouth, 0] - centre)
+    face = generate(astronaut, astronaut_landmarks, wide, drive_image=driver,
+                    drive_landmarks=astronaut_landmarks.copy())
+    assert (greenness(face.image) > 30).sum() == 0
+    opened = open_mouth(astronaut_landmarks, 20.0)  # while parting the lips brings the driver's in
+    face = generate(astronaut, astronaut_landmarks, opened, drive_image=driver,
+                    drive_landmarks=astronaut_landmarks.copy())
+    assert (greenness(face.image) > 80).sum() > 100
+
+
 def test_without_a_driver_the_targets_own_teeth_stay_under_the_upper_lip(astronaut: np.ndarray,
                                                                         astronaut_landmarks: np.ndarray) -> None:
     # AU curves and edits have no driver mouth: the opening is a shaded cavity, but the teeth the target showed

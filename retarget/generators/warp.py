@@ -591,7 +591,8 @@ def polygon_area(points: np.ndarray) -> float:
 
 def fill_mouth(warped: np.ndarray, crop: np.ndarray, src: np.ndarray, dst: np.ndarray,
                drive_image: np.ndarray | None = None, drive_points: np.ndarray | None = None) -> np.ndarray:
-    """Blend a mouth interior into the destination inner-lip outline where the mouth opens wider than before.
+    """Blend a mouth interior into the destination inner-lip outline where the mouth opens further than before
+    (its inner lips further apart: a mouth that only widens keeps its own, stretched, interior).
 
     The interior is the driver's, colour-matched, when there is a driver frame; otherwise (AU curves or AU
     edits) a shaded cavity in the target's own darkened lip colour.
@@ -602,8 +603,8 @@ def fill_mouth(warped: np.ndarray, crop: np.ndarray, src: np.ndarray, dst: np.nd
         drive_image: (H, W, 3) uint8 driver frame; drive_points: (478, 2) its landmarks in pixels.
     """
     loop = lm.INNER_LIP_LOOP
-    area_dst, area_src = polygon_area(dst[loop]), polygon_area(src[loop])
-    extra = (area_dst - 1.1 * area_src) / max(area_dst, 1e-6)
+    gap_dst, gap_src = lip_gap(dst), lip_gap(src)
+    extra = (gap_dst - 1.1 * gap_src) / max(gap_dst, 1e-6)
     strength = float(np.clip(extra / 0.3, 0.0, 1.0))
     has_driver = drive_image is not None and drive_points is not None
     if strength <= 0 or (has_driver and polygon_area(drive_points[loop]) < 4.0):
@@ -627,6 +628,14 @@ def fill_mouth(warped: np.ndarray, crop: np.ndarray, src: np.ndarray, dst: np.nd
     region = out[y0:y1, x0:x1].astype(np.float32)
     out[y0:y1, x0:x1] = np.clip(region + (interior - region) * mask[..., None], 0, 255).astype(np.uint8)
     return out
+
+
+def lip_gap(points: np.ndarray) -> float:
+    """Mean height (pixels) of the mouth opening of ``points`` (478, 2): the inner-lip outline's area over the
+    distance between its corners. How far the mouth is open, whatever its width (a closed-mouth smile widens
+    the mouth, it does not open it)."""
+    width = float(np.linalg.norm(points[lm.INNER_MOUTH_CORNERS[0], :2] - points[lm.INNER_MOUTH_CORNERS[1], :2]))
+    return polygon_area(points[lm.INNER_LIP_LOOP, :2]) / max(width, 1.0)
 
 
 def _driver_interior(outline: np.ndarray, size: tuple[int, int], drive_image: np.ndarray,
