@@ -221,8 +221,8 @@ def outline_distance(points: np.ndarray, outline: np.ndarray) -> tuple[np.ndarra
     nearest point on it (N, 2)."""
     a = np.asarray(outline, np.float64)
     ab = np.roll(a, -1, axis=0) - a
-    px, py = (np.asarray(points, np.float64)[:, 0:1] - a[None, :, 0]), (np.asarray(points, np.float64)[:, 1:2]
-                                                                         - a[None, :, 1])
+    p = np.asarray(points, np.float64)
+    px, py = p[:, 0:1] - a[None, :, 0], p[:, 1:2] - a[None, :, 1]  # (N, M) from each edge's start
     t = np.clip((px * ab[:, 0] + py * ab[:, 1]) / np.maximum((ab * ab).sum(1), 1e-9), 0.0, 1.0)  # (N, M)
     dx, dy = px - t * ab[:, 0], py - t * ab[:, 1]
     k = (dx * dx + dy * dy).argmin(1)
