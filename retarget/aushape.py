@@ -177,6 +177,9 @@ def _mesh_edges() -> np.ndarray:
 
 SIDE_WEIGHT = 0.2  # weight of the unrequested AUs' readings in the fit
 GAP_WEIGHT = 4.0  # weight of the lip gap (AU25) where the jaw does not drop: an open mouth shows most
+_PARTING = ("AU25", "AU26")  # the AUs that open the lips
+_LIPS_PART, _JAW_DROP = AU_NAMES.index("AU25"), AU_NAMES.index("AU26")
+_GAP_PAIRS = np.array([[13, 14], [82, 87], [312, 317], [81, 178], [311, 402]])  # central inner-lip pairs
 
 
 @dataclass
@@ -250,11 +253,6 @@ class AUShapeModel:
     def shapes(self, aus: np.ndarray) -> np.ndarray:
         """(T, 478, 3) float32 pose-normalised shapes whose AU intensities are ``aus`` (T, 17)."""
         return (self.neutral[None] + self.displacement(self.weights_for(aus))).astype(np.float32)
-
-
-_PARTING = ("AU25", "AU26")  # the AUs that open the lips
-_LIPS_PART, _JAW_DROP = AU_NAMES.index("AU25"), AU_NAMES.index("AU26")
-_GAP_PAIRS = np.array([[13, 14], [82, 87], [312, 317], [81, 178], [311, 402]])  # central inner-lip pairs
 
 
 def _lip_gap(displacement: np.ndarray) -> np.ndarray:

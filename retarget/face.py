@@ -120,7 +120,7 @@ def _settled(tracker: FaceTracker, image: np.ndarray, face: np.ndarray, rounds: 
     again as tracked frames are.
 
     The detector's box differs from the landmark-based box the mesh is tracked with afterwards: on a still
-    image repeated, the detected frame's face came out about 3% smaller than a frame later. Running the same
+    image repeated, the detected frame's face came out 2.3% smaller than a frame later. Running the same
     image ``rounds`` more times lets the tracking box settle.
     """
     for _ in range(rounds):

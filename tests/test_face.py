@@ -163,7 +163,7 @@ def test_track_frames_marks_frames_without_a_face(astronaut: np.ndarray) -> None
 
 def test_a_detected_frame_is_measured_like_a_tracked_one(astronaut: np.ndarray) -> None:
     """The same image, first and again after a lost frame (both times mediapipe detects the face anew), gives
-    the same face as the frames tracked in between: the detector's box used to make it ~3% smaller."""
+    the same face as the frames tracked in between: the detector's box used to make it 2.3% smaller."""
     grey = np.full_like(astronaut, 128)
     images = [astronaut, astronaut, astronaut, astronaut, grey, astronaut, astronaut, astronaut]
     track = track_frames(iter([Frame(i, i / 25, im.copy()) for i, im in enumerate(images)]), 512, 512)
