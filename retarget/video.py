@@ -320,6 +320,31 @@ def reusable_source(frame: av.VideoFrame) -> bool:
 # colour matrices the box can be converted back with (the source's own, as the decoder used it); 2 = unspecified,
 # which the decoder reads as BT.601, as does the conversion back
 _PATCH_COLORSPACES = {1: "ITU709", 2: None, 4: "FCC", 5: "ITU601", 6: "ITU601", 7: "SMPTE240M"}
+# each matrix's luma weights (Kr, Kb), as swscale defines them
+_LUMA_WEIGHTS = {"ITU709": (0.2126, 0.0722), None: (0.299, 0.114), "ITU601": (0.299, 0.114), "FCC": (0.30, 0.11),
+                 "SMPTE240M": (0.212, 0.087)}
+
+
+def rgb_to_yuv420(rgb: np.ndarray, matrix: str | None = "ITU709", full_range: bool = False) -> np.ndarray:
+    """(h * 3 / 2, w) uint8 4:2:0 planes (Y, then U, then V, as ``to_ndarray`` lays them out) of ``rgb``
+    (h, w, 3) uint8 with h and w even, in colour ``matrix`` (a ``_LUMA_WEIGHTS`` key) and limited or full range.
+
+    OpenCV's matrix transform and 2x2 area average: within 1 level of swscale's luma and 3 of its chroma
+    (0.06 on average), and 3-4x faster (swscale's RGB-to-YUV path costs 11 ms a 720p frame here).
+    """
+    import cv2
+
+    kr, kb = _LUMA_WEIGHTS[matrix]
+    kg = 1.0 - kr - kb
+    y_scale, c_scale, y_offset = (1.0, 1.0, 0.0) if full_range else (219 / 255, 224 / 255, 16.0)
+    cb, cr = 2 * (1 - kb), 2 * (1 - kr)
+    m = np.array([[kr * y_scale, kg * y_scale, kb * y_scale, y_offset],
+                  [-kr / cb * c_scale, -kg / cb * c_scale, 0.5 * c_scale, 128.0],
+                  [0.5 * c_scale, -kg / cr * c_scale, -kb / cr * c_scale, 128.0]], np.float32)
+    h, w = rgb.shape[:2]
+    yuv = cv2.transform(np.ascontiguousarray(rgb), m)  # (h, w, 3) uint8, rounded and clipped
+    chroma = cv2.resize(yuv, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+    return np.concatenate([yuv[..., 0].ravel(), chroma[..., 1].ravel(), chroma[..., 2].ravel()]).reshape(-1, w)
 
 
 def _decode_video(container: av.container.InputContainer, path: Path,
@@ -480,9 +505,8 @@ class VideoWriter:
         self._audio_packets: Iterator[av.Packet] | None = None
         self._pending: tuple[float, av.Packet] | None = None
         self._audio_offset = 0.0  # seconds of the audio source's timeline at output time 0
-        self._reformatter = VideoReformatter()
         self._reuse: bool | None = None  # encode decoded source frames as they are; decided on the first frame
-        self._source_format = "yuv420p"
+        self._full_range = False  # the reused sources' range (full: yuvj420p or tagged full)
         self._matrix: str | None = None  # the reused sources' colour matrix (None: unspecified, read as BT.601)
         self._last_pts: int | None = None
         self._last_time = 0.0
@@ -675,14 +699,11 @@ class VideoWriter:
         if self._reuse is None:
             self._reuse = self._start_reuse(source)
         if not self._reuse:
-            rgb = av.VideoFrame.from_ndarray(np.ascontiguousarray(array), format="rgb24")
-            frame = self._reformatter.reformat(rgb, format="yuv420p", dst_colorspace="ITU709",
-                                               dst_color_range="MPEG")
+            frame = self._tagged(rgb_to_yuv420(array, "ITU709", full_range=False))
         elif isinstance(source, av.VideoFrame) and (source.width, source.height) == (self.width, self.height):
             frame = self._patched(edit, array)
         else:  # a frame without its source in a stream of reused ones: converted whole, the sources' way
-            yuv = self._to_yuv(array).astype(np.uint8)
-            frame = self._tagged(yuv)
+            frame = self._tagged(rgb_to_yuv420(array, self._matrix, self._full_range))
         frame.pts = pts
         frame.time_base = self.time_base
         self._last_pts = pts
@@ -700,7 +721,7 @@ class VideoWriter:
         ctx.color_trc = int(source.color_trc)
         full = source.format.name == "yuvj420p" or int(source.color_range) == 2
         ctx.color_range = 2 if full else int(source.color_range)
-        self._source_format = source.format.name
+        self._full_range = full
         self._matrix = _PATCH_COLORSPACES[int(source.colorspace)]
         return True
 
@@ -728,9 +749,7 @@ class VideoWriter:
 
     def _to_yuv(self, rgb: np.ndarray) -> np.ndarray:
         """(h * 3 / 2, w) int16 4:2:0 planes of ``rgb`` (h, w, 3) with the reused sources' matrix and range."""
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
-        out = self._reformatter.reformat(frame, format=self._source_format, dst_colorspace=self._matrix)
-        return out.to_ndarray().astype(np.int16)
+        return rgb_to_yuv420(rgb, self._matrix, self._full_range).astype(np.int16)
 
     def _tagged(self, yuv: np.ndarray) -> av.VideoFrame:
         frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")

@@ -13,7 +13,15 @@ from PIL import Image
 
 from retarget.errors import RetargetError
 from retarget.types import Frame, MediaInfo
-from retarget.video import SourceEdit, VideoWriter, encoder_threads, probe, read_frames, read_still
+from retarget.video import (
+    SourceEdit,
+    VideoWriter,
+    encoder_threads,
+    probe,
+    read_frames,
+    read_still,
+    rgb_to_yuv420,
+)
 
 SAMPLE_RATE = 44100
 
@@ -373,6 +381,32 @@ def make_tagged_clip(path: Path, bt709: bool, n_frames: int = 4) -> Path:
             out.mux(video.encode(frame))
         out.mux(video.encode(None))
     return path
+
+
+@pytest.mark.parametrize("matrix,full", [("ITU709", False), ("ITU601", False), ("ITU709", True), (None, True)])
+def test_rgb_to_yuv420_matches_swscale(matrix: str | None, full: bool) -> None:
+    """The writer's own RGB-to-YUV conversion gives swscale's luma (within 1 level, on noise too) and, where
+    colour does not change from pixel to pixel, its chroma; it decodes back to the RGB it came from. (Chroma
+    differs in detail: ours averages 2x2 pixels, swscale filters vertically.)"""
+    rng = np.random.default_rng(1)
+    patches = np.kron(rng.integers(0, 256, (6, 8, 3)), np.ones((8, 8, 1))).astype(np.uint8)  # 48x64 flat blocks
+    rgb = np.concatenate([patches, rng.integers(0, 256, (16, 64, 3), np.uint8)])  # then 16 rows of noise
+    fmt, rng_name = ("yuvj420p", "JPEG") if full else ("yuv420p", "MPEG")
+    ref = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format=fmt, dst_colorspace=matrix,
+                                                                   dst_color_range=rng_name)
+    ref = ref.to_ndarray().astype(int)
+    got = rgb_to_yuv420(rgb, matrix, full)
+    assert got.shape == (96, 64) and got.dtype == np.uint8
+    diff = np.abs(got.astype(int) - ref)
+    assert diff[:64].max() <= 1
+    u, v = diff[64:80].reshape(32, 32), diff[80:].reshape(32, 32)
+    for plane in (u, v):  # chroma of the flat blocks, away from their edges
+        inner = plane[:24].reshape(6, 4, 8, 4)[:, 1:3, :, 1:3]
+        assert inner.max() <= 1
+    back = av.VideoFrame.from_ndarray(got, format=fmt).reformat(format="rgb24", src_colorspace=matrix,
+                                                               src_color_range=rng_name).to_ndarray()
+    assert np.abs(back[:48].reshape(6, 8, 8, 8, 3)[:, 2:6, :, 2:6].astype(int)
+                  - patches.reshape(6, 8, 8, 8, 3)[:, 2:6, :, 2:6]).max() <= 3
 
 
 @pytest.mark.parametrize("bt709", [True, False])
