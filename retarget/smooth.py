@@ -4,12 +4,14 @@ A Savitzky-Golay filter fits a low-order polynomial in a short sliding window: i
 unlike a moving average or a low-pass of the same width, keeps the depth of fast events such as a blink or a
 lip closure that last a few frames. Gaps (frames without a face) are bridged by linear interpolation before
 filtering and are reported back as gaps by the caller.
+
+The filter is scipy's ``savgol_filter(..., mode="interp")`` (the tests hold it to that), written out here in
+numpy: importing ``scipy.signal`` takes 1.0-1.6 s on the 2-core machine, a tenth of a whole 10 s 720p job.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from scipy.signal import savgol_filter
 
 
 def window_frames(fps: float, seconds: float) -> int:
@@ -47,4 +49,23 @@ def smooth(values: np.ndarray, fps: float, seconds: float = 0.2, order: int = 2,
     n = window_frames(fps, seconds) if seconds > 0 else 0
     if n == 0 or len(values) < n or n <= order:
         return values.copy()
-    return savgol_filter(values, n, order, axis=0, mode="interp").astype(values.dtype)
+    return savgol(values, n, order).astype(values.dtype)
+
+
+def savgol(values: np.ndarray, window: int, order: int) -> np.ndarray:
+    """Savitzky-Golay filter of ``values`` (T, ...) along axis 0, as ``scipy.signal.savgol_filter`` with
+    ``mode="interp"``: each frame takes the value at its centre of the polynomial of degree ``order``
+    least-squares fitted to the ``window`` (odd, ``order < window <= T``) frames around it; the first and last
+    ``window // 2`` frames take the polynomial fitted to the first / last window. Float64 result.
+    """
+    half = window // 2
+    x = np.arange(-half, half + 1, dtype=np.float64)
+    basis = np.vander(x, order + 1, increasing=True)  # (window, order + 1)
+    fitted = basis @ np.linalg.pinv(basis)  # (window, window): a window's values -> its fitted values
+    flat = values.reshape(len(values), -1).astype(np.float64)
+    t = len(flat)
+    out = np.empty_like(flat)
+    out[half:t - half] = sum(c * flat[k:t - window + 1 + k] for k, c in enumerate(fitted[half]))
+    out[:half] = fitted[:half] @ flat[:window]
+    out[t - half:] = fitted[half + 1:] @ flat[t - window:]
+    return out.reshape(values.shape)

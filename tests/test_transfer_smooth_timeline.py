@@ -11,7 +11,7 @@ from retarget.analysis import analyse_clip
 from retarget.config import RetargetConfig
 from retarget.motion import from_clip
 from retarget.plan import build_plan, keep_own_closures
-from retarget.smooth import fill_gaps, smooth, window_frames
+from retarget.smooth import fill_gaps, savgol, smooth, window_frames
 from retarget.timeline import (drive_times, ease_after_end, gap_weights, hold_and_release, nearest_index,
                                sample)
 from retarget.transfer import (CLOSURE_NOISE, CLOSURE_SHUT, REGIONS, eye_closure, region_scales, transfer,
@@ -151,6 +151,16 @@ def test_smoothing_is_zero_phase_and_keeps_shapes() -> None:
     assert same is not quad
     short = np.arange(4, dtype=float)
     np.testing.assert_array_equal(smooth(short, fps=30, seconds=0.5), short)
+
+
+@pytest.mark.parametrize("window,order,length", [(3, 2, 3), (5, 2, 40), (7, 2, 9), (9, 3, 50), (11, 1, 30)])
+def test_savgol_matches_scipy(window: int, order: int, length: int) -> None:
+    """Our Savitzky-Golay filter (kept in numpy to save scipy.signal's import) is scipy's, edges included."""
+    from scipy.signal import savgol_filter
+
+    values = np.random.default_rng(window).normal(size=(length, 4, 3))
+    np.testing.assert_allclose(savgol(values, window, order),
+                               savgol_filter(values, window, order, axis=0, mode="interp"), atol=1e-9)
 
 
 def test_fill_gaps_interpolates_and_holds_edges() -> None:
