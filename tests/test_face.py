@@ -8,7 +8,7 @@ from scipy.spatial.transform import Rotation
 
 from retarget import landmarks as lm
 from retarget.face import (FaceTracker, estimate_pose, reference_shape, rotation_to_euler, similarity_fit,
-                           track_frames)
+                           track_frames, _to_pixels)
 from retarget.types import N_LANDMARKS, Frame, Track
 
 
@@ -183,3 +183,27 @@ def test_track_frames_empty() -> None:
 def test_tracker_returns_none_without_face() -> None:
     with FaceTracker(still=True) as tracker:
         assert tracker(np.full((64, 64, 3), 90, np.uint8)) is None
+
+
+@pytest.mark.parametrize("extra", [False, True])
+def test_landmarks_read_from_mediapipe_protos(extra: bool) -> None:
+    """Landmark lists become (478, 3) pixels exactly as reading each landmark would give, whether read from the
+    serialised form (x, y, z only) or, with visibility set, landmark by landmark."""
+    from mediapipe.framework.formats import landmark_pb2
+
+    rng = np.random.default_rng(3)
+    values = rng.uniform(-0.2, 1.2, (N_LANDMARKS, 3))
+    face = landmark_pb2.NormalizedLandmarkList()
+    for x, y, z in values:
+        point = face.landmark.add(x=x, y=y, z=z)
+        if extra:
+            point.visibility = 0.5
+    expected = np.array([(p.x * 1280, p.y * 720, p.z * 1280) for p in face.landmark], np.float32)
+    got = _to_pixels(face, 1280, 720)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_allclose(got, values * [1280, 720, 1280], rtol=1e-6)
+    short = landmark_pb2.NormalizedLandmarkList()
+    short.landmark.add(x=0.5, y=0.5, z=0.0)
+    with pytest.raises(RuntimeError, match="478"):
+        _to_pixels(short, 10, 10)
