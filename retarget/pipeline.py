@@ -307,7 +307,8 @@ def _audio_source(inputs: Inputs, config: RetargetConfig) -> Path | None:
 
 
 class DriveCursor:
-    """Streams the driver's frames forward to whichever frame index is asked for (reopens to go back)."""
+    """Streams the driver's frames forward to whichever frame index is asked for (reopens to go back); they are
+    decoded ahead on a thread of their own, off the thread that generates the output."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -317,7 +318,7 @@ class DriveCursor:
     def get(self, index: int) -> Frame | None:
         if self._current is None or index < self._current.index:
             self.close()
-            self._frames = read_frames(self.path)
+            self._frames = prefetch(read_frames(self.path))
             self._current = next(self._frames, None)
         while self._current is not None and self._current.index < index:
             nxt = next(self._frames, None)
