@@ -10,7 +10,8 @@ from _helpers import close_eyes, open_mouth, polygon_mask
 from retarget import landmarks as lm
 from retarget.compose import paste
 from retarget.generators import FaceEdit, GeneratedFace, make_generator
-from retarget.generators.warp import (WarpField, WarpGenerator, WarpSettings, border_feather, clamp_iris,
+from retarget.generators.warp import (HeadMove, WarpField, WarpGenerator, WarpSettings, _wide_blur, border_feather,
+                                      clamp_iris,
                                       face_size, face_triangles, hole_triangles, keep_inside_outline,
                                       mesh_triangles, outline_distance, signed_areas, untangle, warp_field)
 
@@ -555,3 +556,32 @@ def test_person_mask_covers_the_person(astronaut: np.ndarray, astronaut_landmark
     face = polygon_mask((512, 512), astronaut_landmarks[lm.FACE_OVAL, :2])
     assert mask[face].mean() > 0.9
     assert mask[:40, :40].mean() < 0.2 and mask[:40, -40:].mean() < 0.2  # the flag and wall behind him
+
+
+def test_head_move_shift_on_a_grid_is_the_backward_map() -> None:
+    """The per-cell head move is ``backward(p) - p`` for every cell centre p."""
+    angle = 0.2
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    move = HeadMove(1.15, rotation, np.array([12.0, -7.0]))
+    x = (np.arange(9, dtype=np.float32) * 3.5)[None, :]
+    y = (np.arange(5, dtype=np.float32) * 4.0 - 2)[:, None]
+    points = np.stack(np.broadcast_arrays(x, y), -1).reshape(-1, 2).astype(np.float64)
+    expected = (move.backward(points) - points).reshape(5, 9, 2)
+    got = move.backward_shift(x, y)
+    assert got.shape == (5, 9, 2) and got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, atol=1e-3)
+
+
+@pytest.mark.parametrize("sigma", [1.5, 6.0, 20.0])
+def test_wide_blur_is_a_gaussian_blur(sigma: float) -> None:
+    """The shrunk-grid blur of a person mask stays within 2% of OpenCV's full-size Gaussian blur more than
+    sigma from the image's edge, and within 5% at it (the two reflect the border at different scales; the
+    head move it weighs has faded there)."""
+    mask = np.zeros((300, 240), np.float32)
+    cv2.ellipse(mask, (120, 170), (70, 110), 0, 0, 360, 1.0, -1)
+    expected = cv2.GaussianBlur(mask, (0, 0), sigma)
+    got = _wide_blur(mask, sigma)
+    assert got.shape == mask.shape and got.dtype == np.float32
+    edge = int(sigma)
+    assert np.abs(got - expected)[edge:-edge, edge:-edge].max() < 0.02
+    assert np.abs(got - expected).max() < 0.05

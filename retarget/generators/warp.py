@@ -119,6 +119,14 @@ class HeadMove:
         """(N, 2) where the head move takes ``points`` (N, 2) from: the inverse map."""
         return ((points - self.shift) @ self.rotation) / self.scale
 
+    def backward_shift(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """(h, w, 2) float32 ``backward(p) - p`` on the grid of points p = (``x`` (1, w), ``y`` (h, 1))."""
+        inverse = self.rotation.T / self.scale  # backward(p) = inverse @ (p - shift)
+        origin = -inverse @ self.shift
+        a, b, c, d = (np.float32(v) for v in (inverse[0, 0] - 1, inverse[0, 1], inverse[1, 0], inverse[1, 1] - 1))
+        return np.stack(np.broadcast_arrays(a * x + b * y + np.float32(origin[0]),
+                                            c * x + d * y + np.float32(origin[1])), -1)
+
     def largest_shift(self, points: np.ndarray) -> float:
         """The largest distance the move takes any of ``points`` (N, 2), pixels."""
         moved = self.scale * points @ self.rotation.T + self.shift
@@ -338,16 +346,18 @@ def backward_map(src: np.ndarray, dst: np.ndarray, depth: np.ndarray, triangles:
         disp = _extend_outside(disp, inside, falloff * float(min(sx, sy)))
     else:
         move, reach = head
-        gx, gy = np.meshgrid((np.arange(gw) + 0.5) / sx - 0.5, (np.arange(gh) + 0.5) / sy - 0.5)
-        centres = np.stack([gx, gy], -1).reshape(-1, 2)
-        rigid = (move.backward(centres) - centres).reshape(gh, gw, 2).astype(np.float32)
+        gx = ((np.arange(gw, dtype=np.float32) + 0.5) / sx - 0.5)[None, :]
+        gy = ((np.arange(gh, dtype=np.float32) + 0.5) / sy - 0.5)[:, None]
+        rigid = move.backward_shift(gx, gy)
         rest = _extend_outside(np.where(inside[..., None], disp - rigid, 0.0), inside, falloff * float(min(sx, sy)))
-        weight = _head_weight(inside, gy, float(dst[lm.CHIN, 1]), reach, float(min(sx, sy)))
+        weight = _head_weight(inside, np.broadcast_to(gy, (gh, gw)), float(dst[lm.CHIN, 1]), reach,
+                              float(min(sx, sy)))
         if person is not None:
-            on = _on_person(person, (gw, gh), rigid + np.stack([gx, gy], -1), (sx, sy))
+            reads = rigid + np.stack(np.broadcast_arrays(gx, gy), -1)
+            on = _on_person(person, (gw, gh), reads, (sx, sy))
             # softened over a sixth of the reach: where the head uncovers the background, it stretches rather
             # than tears
-            weight *= cv2.GaussianBlur(on, (0, 0), max(1.0, reach * float(min(sx, sy)) / 6))
+            weight *= _wide_blur(on, max(1.0, reach * float(min(sx, sy)) / 6))
         disp = np.where(inside[..., None], disp, rest + weight[..., None] * rigid)
     full = cv2.resize(disp, (w, h), interpolation=cv2.INTER_LINEAR)
     map_x = full[..., 0] + np.arange(w, dtype=np.float32)[None, :]
@@ -363,6 +373,19 @@ def _head_weight(inside: np.ndarray, y: np.ndarray, chin: float, reach: float, c
     weight = np.exp(-((dist / reach) ** 2))
     below = np.maximum(y - chin, 0.0) / (0.25 * reach)
     return (weight * np.exp(-(below ** 2))).astype(np.float32)
+
+
+def _wide_blur(image: np.ndarray, sigma: float) -> np.ndarray:
+    """``cv2.GaussianBlur(image, (0, 0), sigma)`` for a float32 (h, w) image; a wide blur (sigma over 4 cells)
+    runs on the image shrunk by up to sigma / 4 and is upsampled again (a ~75-tap kernel over a still's
+    enlarged grid cost 28 ms a frame; the blurred mask is smooth at that scale)."""
+    h, w = image.shape
+    step = int(min(sigma / 4, h / 8, w / 8))
+    if step < 2:
+        return cv2.GaussianBlur(image, (0, 0), sigma)
+    small = cv2.resize(image, (max(1, round(w / step)), max(1, round(h / step))), interpolation=cv2.INTER_AREA)
+    blurred = cv2.GaussianBlur(small, (0, 0), sigma / step)
+    return cv2.resize(blurred, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
 def _on_person(person: np.ndarray, grid_size: tuple[int, int], reads: np.ndarray,
