@@ -7,8 +7,15 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from retarget import landmarks as lm
-from retarget.face import (FaceTracker, estimate_pose, reference_shape, rotation_to_euler, similarity_fit,
-                           track_frames, _to_pixels)
+from retarget.face import (
+    FaceTracker,
+    _to_pixels,
+    estimate_pose,
+    reference_shape,
+    rotation_to_euler,
+    similarity_fit,
+    track_frames,
+)
 from retarget.types import N_LANDMARKS, Frame, Track
 
 

@@ -10,10 +10,24 @@ from _helpers import close_eyes, open_mouth, polygon_mask
 from retarget import landmarks as lm
 from retarget.compose import paste
 from retarget.generators import FaceEdit, GeneratedFace, make_generator
-from retarget.generators.warp import (HeadMove, WarpField, WarpGenerator, WarpSettings, _wide_blur, border_feather,
-                                      clamp_iris,
-                                      face_size, face_triangles, hole_triangles, keep_inside_outline,
-                                      mesh_triangles, outline_distance, signed_areas, untangle, warp_field)
+from retarget.generators.warp import (
+    HeadMove,
+    WarpField,
+    WarpGenerator,
+    WarpSettings,
+    _wide_blur,
+    border_feather,
+    clamp_iris,
+    face_size,
+    face_triangles,
+    hole_triangles,
+    keep_inside_outline,
+    mesh_triangles,
+    outline_distance,
+    signed_areas,
+    untangle,
+    warp_field,
+)
 
 NO_AUS = np.zeros(17, np.float32)
 
