@@ -376,9 +376,10 @@ def _head_weight(inside: np.ndarray, y: np.ndarray, chin: float, reach: float, c
 
 
 def _wide_blur(image: np.ndarray, sigma: float) -> np.ndarray:
-    """``cv2.GaussianBlur(image, (0, 0), sigma)`` for a float32 (h, w) image; a wide blur (sigma over 4 cells)
-    runs on the image shrunk by up to sigma / 4 and is upsampled again (a ~75-tap kernel over a still's
-    enlarged grid cost 28 ms a frame; the blurred mask is smooth at that scale)."""
+    """``cv2.GaussianBlur(image, (0, 0), sigma)`` for a float32 (h, w) image. A wide blur (sigma of 8 cells or
+    more) runs on the image shrunk by the whole factor floor(sigma / 4) (at most an eighth of its size) and is
+    upsampled again: a ~75-tap kernel over a still's enlarged grid cost 28 ms a frame, and the blurred mask is
+    smooth at that scale. Within 2% of the full blur, 5% within sigma of the image's edge."""
     h, w = image.shape
     step = int(min(sigma / 4, h / 8, w / 8))
     if step < 2:
