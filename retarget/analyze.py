@@ -57,6 +57,7 @@ from .aucsv import AUCurves, write_au_csv
 from .config import RetargetConfig
 from .errors import RetargetError
 from .face import track_frames
+from .mediapipe_import import import_mediapipe
 from .progress import Progress
 from .quiet import native_stderr_silenced
 from .types import Frame, MediaInfo, Track
@@ -126,7 +127,7 @@ class _DetectorSamples:
         self.detections: list[list[tuple[float, float, float, float, float]]] = []  # x0, y0, x1, y1, score
 
     def tap(self, frames: Iterable[Frame]) -> Iterator[Frame]:
-        import mediapipe as mp
+        mp = import_mediapipe()
 
         with mp.solutions.face_detection.FaceDetection(model_selection=0, min_detection_confidence=0.05) as det:
             for i, frame in enumerate(frames):

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import landmarks as lm
+from .mediapipe_import import import_mediapipe
 from .types import N_LANDMARKS, Frame, HeadPose, Track
 
 
@@ -35,7 +36,7 @@ class FaceTracker:
 
     def __init__(self, still: bool = False, settings: TrackerSettings | None = None,
                  max_faces: int | None = None) -> None:
-        import mediapipe as mp  # heavy: imported only when tracking
+        mp = import_mediapipe()  # heavy: imported only when tracking
 
         s = settings or TrackerSettings()
         self._mesh = mp.solutions.face_mesh.FaceMesh(

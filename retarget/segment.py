@@ -8,7 +8,9 @@ import numpy as np
 
 def person_mask(image: np.ndarray) -> np.ndarray:
     """(H, W) float32 in [0, 1]: how surely each pixel of ``image`` (H, W, 3) uint8 RGB shows the person."""
-    import mediapipe as mp  # heavy: imported only when needed
+    from .mediapipe_import import import_mediapipe
+
+    mp = import_mediapipe()  # heavy: imported only when needed
 
     with mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0) as segmenter:
         result = segmenter.process(np.ascontiguousarray(image))

@@ -1,6 +1,9 @@
-"""retarget.face: similarity fit, reference shape, head pose; tracking on a real face photo."""
+"""retarget.face: similarity fit, reference shape, head pose; tracking on a real face photo; importing mediapipe."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -214,3 +217,36 @@ def test_landmarks_read_from_mediapipe_protos(extra: bool) -> None:
     short.landmark.add(x=0.5, y=0.5, z=0.0)
     with pytest.raises(RuntimeError, match="478"):
         _to_pixels(short, 10, 10)
+
+
+def _in_fresh_interpreter(code: str) -> list[str]:
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split()
+
+
+def test_mediapipe_import_defers_matplotlib_until_used():
+    code = (
+        "import sys\n"
+        "from retarget.mediapipe_import import import_mediapipe\n"
+        "mp = import_mediapipe()\n"
+        "mp.solutions.face_mesh.FaceMesh\n"
+        "print(type(sys.modules['matplotlib']).__name__, type(sys.modules['matplotlib.pyplot']).__name__)\n"
+        "plt = mp.solutions.drawing_utils.plt\n"  # mediapipe's own plotting gets the real pyplot on first use
+        "import matplotlib\n"
+        "matplotlib.use('Agg')\n"
+        "figure = plt.figure()\n"
+        "import matplotlib.pyplot as again\n"
+        "print(type(sys.modules['matplotlib.pyplot']).__name__, type(figure).__name__, again.figure is plt.figure)\n"
+    )
+    assert _in_fresh_interpreter(code) == ["DeferredModule", "DeferredModule", "module", "Figure", "True"]
+
+
+def test_mediapipe_import_leaves_an_imported_matplotlib_alone():
+    code = (
+        "import sys, matplotlib.pyplot\n"
+        "from retarget.mediapipe_import import import_mediapipe\n"
+        "import_mediapipe()\n"
+        "print(type(sys.modules['matplotlib.pyplot']).__name__, sys.modules['matplotlib.pyplot'] is matplotlib.pyplot)\n"
+    )
+    assert _in_fresh_interpreter(code) == ["module", "True"]
