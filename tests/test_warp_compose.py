@@ -20,6 +20,7 @@ from retarget.generators.warp import (
     clamp_iris,
     face_size,
     face_triangles,
+    fan_map,
     hole_triangles,
     keep_inside_outline,
     mesh_triangles,
@@ -128,6 +129,56 @@ def test_mouth_interior_comes_from_the_driver(astronaut: np.ndarray, astronaut_l
     # never outside the (destination) mouth
     around = cv2.dilate(mouth.astype(np.uint8), np.ones((25, 25), np.uint8)) == 0
     assert (greenness(result[around]) > 80).sum() == 0
+
+
+def test_fan_map_is_exact_on_the_outline_and_affine_when_the_outlines_are() -> None:
+    angles = np.linspace(0, 2 * np.pi, 20, endpoint=False) + 0.1
+    outline = np.stack([30 + 20 * np.cos(angles), 25 + (8 + 4 * np.sin(3 * angles)) * np.sin(angles)], 1)
+    affine = np.array([[1.3, 0.2, 5.0], [-0.1, 0.8, 40.0]])
+    other = outline @ affine[:, :2].T + affine[:, 2]
+    map_x, map_y = fan_map(outline, other, (50, 60))
+    yy, xx = np.mgrid[0:50, 0:60].astype(np.float64)
+    # piecewise affine copies of one affine map are that map, everywhere (inside, outside, across the +-pi seam)
+    np.testing.assert_allclose(map_x, affine[0, 0] * xx + affine[0, 1] * yy + affine[0, 2], atol=1e-3)
+    np.testing.assert_allclose(map_y, affine[1, 0] * xx + affine[1, 1] * yy + affine[1, 2], atol=1e-3)
+    # a pair that is not affine: each fan triangle still maps onto its own, vertices and centroids alike
+    bent = other + np.random.default_rng(0).normal(0, 2, other.shape)
+    centre, bent_centre = outline.mean(0), bent.mean(0)
+    for i in range(len(outline)):
+        j = (i + 1) % len(outline)
+        for point, there in ((outline[i], bent[i]), ((centre + outline[i] + outline[j]) / 3,
+                                                     (bent_centre + bent[i] + bent[j]) / 3)):
+            pixel = np.round(point)
+            map_x, map_y = fan_map(outline + (pixel - point), bent, (50, 60))  # the point on a pixel centre
+            x, y = int(pixel[0]), int(pixel[1])
+            assert (map_x[y, x], map_y[y, x]) == pytest.approx(tuple(there), abs=1e-3)
+
+
+def blueness(pixels: np.ndarray) -> np.ndarray:
+    p = pixels.astype(int)
+    return p[..., 2] - np.maximum(p[..., 0], p[..., 1])
+
+
+def test_the_drivers_lips_do_not_rim_the_mouth(astronaut: np.ndarray, astronaut_landmarks: np.ndarray) -> None:
+    """The ring just inside the driver's inner-lip landmarks is lip, painted blue here, its inside green: the
+    target's opened mouth shows the green, and no blue inside its own inner lips."""
+    size = face_size(astronaut_landmarks)
+    destination = open_mouth(astronaut_landmarks, 0.14 * size)
+    driver = paint_mouth(astronaut, destination, (0, 0, 255))
+    shrunk = destination.copy()
+    loop = destination[lm.INNER_LIP_LOOP, :2]
+    centre = loop.mean(0)
+    shrunk[lm.INNER_LIP_LOOP, :2] = loop - (loop - centre) * np.minimum(
+        1.0, 0.006 * size / np.linalg.norm(loop - centre, axis=1, keepdims=True))  # a ring half the rim wide
+    driver = paint_mouth(driver, shrunk, (0, 255, 0))
+    assert blueness(astronaut[polygon_mask((512, 512), loop) > 0]).max() < 60
+    face = generate(astronaut, astronaut_landmarks, destination, drive_image=driver,
+                    drive_landmarks=destination.copy())
+    result = paste(astronaut, face)
+    inside = cv2.erode(polygon_mask((512, 512), loop).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    assert inside.sum() > 500
+    assert (blueness(result[inside]) > 40).sum() == 0
+    assert (greenness(result[inside]) > 80).mean() > 0.9
 
 
 def test_mouth_interior_takes_the_targets_light_not_its_skin_tone(astronaut_landmarks: np.ndarray) -> None:

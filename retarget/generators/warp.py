@@ -646,8 +646,8 @@ def fill_mouth(warped: np.ndarray, crop: np.ndarray, src: np.ndarray, dst: np.nd
         interior = _with_own_interior(_cavity(outline, (y1 - y0, x1 - x0), crop, src), crop, src, dst, (x0, y0))
     mask = np.zeros((y1 - y0, x1 - x0), np.float32)
     cv2.fillPoly(mask, [np.round(outline * 16).astype(np.int32)], 1.0, cv2.LINE_AA, shift=4)
-    # soft edge pulled slightly inside the outline, so the driver's own lip pixels do not show as a rim
-    mask = np.clip(2.0 * cv2.GaussianBlur(mask, (0, 0), 1.5) - 0.6, 0.0, 1.0) * strength
+    # a soft edge, three quarters strong on the outline itself, so the stretched lips inside it do not show
+    mask = np.clip(2.0 * cv2.GaussianBlur(mask, (0, 0), 1.0) - MOUTH_EDGE, 0.0, 1.0) * strength
     out = warped.copy()
     region = out[y0:y1, x0:x1].astype(np.float32)
     out[y0:y1, x0:x1] = np.clip(region + (interior - region) * mask[..., None], 0, 255).astype(np.uint8)
@@ -664,12 +664,51 @@ def lip_gap(points: np.ndarray) -> float:
 
 def _driver_interior(outline: np.ndarray, size: tuple[int, int], drive_image: np.ndarray,
                      drive_points: np.ndarray, crop: np.ndarray, src: np.ndarray) -> np.ndarray:
-    """(h, w, 3) float32: the driver's mouth interior mapped onto ``outline`` (20, 2) by an affine fit."""
-    frm = np.concatenate([outline, np.ones((len(outline), 1))], 1)
-    affine = np.linalg.lstsq(frm, drive_points[lm.INNER_LIP_LOOP], rcond=None)[0].T  # (2, 3)
-    interior = cv2.warpAffine(drive_image, affine.astype(np.float64), (size[1], size[0]),
-                              flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
+    """(h, w, 3) float32: the driver's mouth interior mapped onto ``outline`` (20, 2), the inner-lip loop in
+    the output's pixels: each point of the loop reads its own point of the driver's loop, drawn a little
+    inwards (``_LIP_RIM``), so neither the driver's lips nor the target's stretched ones show as a rim."""
+    loop = drive_points[lm.INNER_LIP_LOOP].astype(np.float64)
+    centre = loop.mean(0)
+    rim = _LIP_RIM * face_size(drive_points)
+    inward = loop - centre
+    loop = loop - inward * np.minimum(1.0, rim / np.maximum(np.linalg.norm(inward, axis=1, keepdims=True), 1e-6))
+    map_x, map_y = fan_map(outline, loop, size)
+    interior = cv2.remap(drive_image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     return _match_colour(interior, drive_image, drive_points, crop, src)
+
+
+MOUTH_EDGE = 0.25  # the mouth mask is 2 * blurred polygon - this: 1 - this on the outline
+
+# How far inside its inner-lip landmarks the driver's mouth interior starts, in face sizes: the landmarks lie on
+# the wet inside of the lips, so the ring just inside them is lip, which showed as a pale rim in the target.
+_LIP_RIM = 0.012
+
+
+def fan_map(outline: np.ndarray, other: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Remap tables (h, w) float32 taking the pixels around the closed polygon ``outline`` (N, 2) to the same
+    places relative to ``other`` (N, 2): piecewise affine on the fans of triangles from each polygon's mean
+    point to its vertices. A pixel belongs to the fan triangle between the two spokes on either side of it
+    (the polygon is star-shaped from its mean, as a mouth opening is); pixels outside the polygon continue
+    their triangle's map."""
+    h, w = size
+    centre = outline.mean(0)
+    angle = np.arctan2(outline[:, 1] - centre[1], outline[:, 0] - centre[0]).astype(np.float32)
+    order = np.argsort(angle)
+    # the affine map of each fan triangle (centre, spoke s, spoke s + 1 in angular order): (N, 2, 3), solved in
+    # the least-squares sense (a sliver's is near singular)
+    corners = np.stack([np.broadcast_to(centre, (len(order), 2)), outline[order], outline[np.roll(order, -1)]], 1)
+    targets = np.stack([np.broadcast_to(other.mean(0), (len(order), 2)), other[order], other[np.roll(order, -1)]], 1)
+    frm = np.concatenate([corners, np.ones((len(order), 3, 1))], 2)  # (N, 3, 3)
+    maps = (np.linalg.pinv(frm) @ targets).transpose(0, 2, 1).astype(np.float32)
+    x = np.arange(w, dtype=np.float32)[None, :]
+    y = np.arange(h, dtype=np.float32)[:, None]
+    slot = np.searchsorted(angle[order], np.arctan2(y - np.float32(centre[1]), x - np.float32(centre[0]))) - 1
+    slot %= len(order)  # the spokes on either side of each pixel: s and s + 1
+
+    def term(row: int, col: int) -> np.ndarray:
+        return np.take(maps[:, row, col], slot)
+
+    return (term(0, 0) * x + term(0, 1) * y + term(0, 2), term(1, 0) * x + term(1, 1) * y + term(1, 2))
 
 
 def _cavity(outline: np.ndarray, size: tuple[int, int], crop: np.ndarray, src: np.ndarray) -> np.ndarray:
