@@ -394,10 +394,6 @@ def folded_area(src: np.ndarray, dst: np.ndarray) -> float:
     return float(np.abs(now[bad]).sum() / 2)
 
 
-@pytest.mark.xfail(reason="warp.untangle: the mouth-corner vertex 61 is relaxed to its neighbours' mean displacement, "
-                          "which the lower lip dominates, so the sliver (57, 61, 185) folds further instead of "
-                          "unfolding (twice its signed area: 2.6 at rest, -0.6 in the input, -62 after untangle for a "
-                          "30 px drop; at 50 px the folded count rises 5 -> 6)")
 @pytest.mark.parametrize("drop", [10.0, 30.0, 50.0])
 def test_untangle_unfolds_a_jaw_drop(astronaut_landmarks: np.ndarray, drop: float) -> None:
     src = astronaut_landmarks[:, :2].copy()

@@ -198,6 +198,8 @@ def untangle(src: np.ndarray, dst: np.ndarray, iterations: int = 40, damping: fl
     rate[lm.INNER_LIP_LOOP] = 0.3 * damping
     rate[_LIDS] = 0.0
     disp = (dst - src).astype(np.float64)
+    push_limit = PUSH_LIMIT * float(np.ptp(src[lm.FACE_OVAL], axis=0).max())
+    reach = float(np.linalg.norm(disp, axis=1).max())
     now = signed_areas(src + disp, tris)
     ref_sign = np.sign(ref)
     best, best_score, stalled = disp.copy(), None, 0
@@ -212,17 +214,57 @@ def untangle(src: np.ndarray, dst: np.ndarray, iterations: int = 40, damping: fl
             stalled += 1
         if score[0] == 0 or stalled >= patience:
             break
+        pushed, stuck = _unfolding_pushes(src + disp, tris[folded], ref[folded], rate, push_limit)
         moved[:] = False
-        moved[tris[folded]] = True
+        moved[stuck] = True
         verts = np.flatnonzero(moved)  # sorted, unique
         padding = (table.shape[1] - count[verts])[:, None]  # rows are padded with the vertex itself
         mean = (disp[table[verts]].sum(1) - disp[verts] * padding) / count[verts][:, None]
         disp[verts] += rate[verts, None] * (mean - disp[verts])
+        if len(pushed[0]):
+            np.add.at(disp, pushed[0], pushed[1])
+            # no farther than the edit moved any landmark (relaxing only ever averages displacements)
+            length = np.linalg.norm(disp[pushed[0]], axis=1, keepdims=True)
+            disp[pushed[0]] *= np.minimum(1.0, reach / np.maximum(length, 1e-9))
+            verts = np.union1d(verts, pushed[0])
         changed[:] = False
         changed[incidence[verts]] = True
         touched = np.flatnonzero(changed[:-1])
         now[touched] = signed_areas(src + disp, tris[touched])  # only triangles around moved vertices change
     return (src + best).astype(np.float32)
+
+
+PUSH_LIMIT = 0.03  # the largest push that mends a folded triangle, in face sizes (more: relax instead)
+
+
+def _unfolding_pushes(points: np.ndarray, folded: np.ndarray, ref: np.ndarray, rate: np.ndarray,
+                      limit: float = 3.0, share: float = 0.25) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray]:
+    """For each folded triangle (``folded`` (F, 3) indices into ``points`` (478, 2); ``ref`` (F,) twice its
+    signed area at rest), the smallest move of one of its movable vertices (``rate`` > 0) across the opposite
+    edge that gives it back ``share`` of its area at rest. Moves up to ``limit`` pixels (divided by the
+    vertex's rate) are returned as (vertex indices (n,), moves (n, 2)); the vertices of triangles that need more
+    are returned (m,) for relaxation instead. A sliver at the mouth corner folds under a jaw drop by a pixel or
+    two, and a push across its short edge mends it where relaxing towards the neighbours (dragged down with the
+    lower lip) folded it further."""
+    corners = points[folded]  # (F, 3, 2)
+    want = share * ref
+    now = signed_areas(points, folded)
+    moves, costs = [], []
+    for i in range(3):
+        j, k = corners[:, (i + 1) % 3], corners[:, (i + 2) % 3]
+        edge = k - j
+        length = np.maximum(np.linalg.norm(edge, axis=1), 1e-6)
+        normal = np.stack([-edge[:, 1], edge[:, 0]], 1) / length[:, None]  # moving along it raises the area
+        step = (want - now) / length  # twice the area changes by length * step
+        moves.append(normal * step[:, None])
+        speed = rate[folded[:, i]]
+        costs.append(np.where(speed > 0, np.abs(step) / np.maximum(speed, 1e-9), np.inf))
+    costs = np.stack(costs, 1)  # (F, 3)
+    pick = costs.argmin(1)
+    rows = np.arange(len(folded))
+    ok = costs[rows, pick] <= limit
+    shift = np.stack(moves, 1)[rows, pick]  # (F, 2)
+    return (folded[rows[ok], pick[ok]], shift[ok]), np.unique(folded[~ok])
 
 
 def outline_distance(points: np.ndarray, outline: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -345,7 +387,12 @@ def backward_map(src: np.ndarray, dst: np.ndarray, depth: np.ndarray, triangles:
     lids = lid_stretch(src, dst) if fillers else None  # the eyes' fans are among the triangles
     if lids is not None:
         bary = keep_lash_lines(bary, ids, triangles, lids)
-    disp[rows, cols] = _read_points(bary, ids, mesh.conditioning, src, triangles) - cells
+    moved = _read_points(bary, ids, mesh.conditioning, src, triangles) - cells
+    # cells a little outside their triangle continue its map, which near a steep change (the jaw's edge under a
+    # jaw drop) can overshoot: no cell reads farther than the edit moved any landmark
+    reach = float(np.linalg.norm(dst - src, axis=1).max())
+    length = np.linalg.norm(moved, axis=1, keepdims=True)
+    disp[rows, cols] = moved * np.minimum(1.0, reach / np.maximum(length, 1e-6))
     if head is None:
         disp = _extend_outside(disp, inside, falloff * float(min(sx, sy)))
     else:
