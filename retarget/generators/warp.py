@@ -234,15 +234,15 @@ def untangle(src: np.ndarray, dst: np.ndarray, iterations: int = 40, damping: fl
     return (src + best).astype(np.float32)
 
 
-PUSH_LIMIT = 0.03  # the largest push that mends a folded triangle, in face sizes (more: relax instead)
+PUSH_LIMIT = 0.015  # the largest push that mends a folded triangle, in face sizes (more: relax instead)
 
 
 def _unfolding_pushes(points: np.ndarray, folded: np.ndarray, ref: np.ndarray, rate: np.ndarray,
                       limit: float = 3.0, share: float = 0.25) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray]:
     """For each folded triangle (``folded`` (F, 3) indices into ``points`` (478, 2); ``ref`` (F,) twice its
     signed area at rest), the smallest move of one of its movable vertices (``rate`` > 0) across the opposite
-    edge that gives it back ``share`` of its area at rest. Moves up to ``limit`` pixels (divided by the
-    vertex's rate) are returned as (vertex indices (n,), moves (n, 2)); the vertices of triangles that need more
+    edge that gives it back ``share`` of its area at rest. Moves up to ``limit`` pixels (less for vertices
+    that move more slowly than most: times their ``rate`` over the largest) are returned as (vertex indices (n,), moves (n, 2)); the vertices of triangles that need more
     are returned (m,) for relaxation instead. A sliver at the mouth corner folds under a jaw drop by a pixel or
     two, and a push across its short edge mends it where relaxing towards the neighbours (dragged down with the
     lower lip) folded it further."""
@@ -257,7 +257,7 @@ def _unfolding_pushes(points: np.ndarray, folded: np.ndarray, ref: np.ndarray, r
         normal = np.stack([-edge[:, 1], edge[:, 0]], 1) / length[:, None]  # moving along it raises the area
         step = (want - now) / length  # twice the area changes by length * step
         moves.append(normal * step[:, None])
-        speed = rate[folded[:, i]]
+        speed = rate[folded[:, i]] / max(float(rate.max()), 1e-9)  # 1 for most vertices
         costs.append(np.where(speed > 0, np.abs(step) / np.maximum(speed, 1e-9), np.inf))
     costs = np.stack(costs, 1)  # (F, 3)
     pick = costs.argmin(1)
