@@ -2,7 +2,7 @@
 
 Result files are named ``YYYY-MM-DD-KIND.md`` (``main`` from bench_main.py, ``speed`` from bench_speed.py,
 ``eval`` from save_eval.py, ``au-roundtrip`` from bench_au_roundtrip.py, ``neural-DEVICE`` from bench_neural.py,
-``neural-train-DEVICE`` from training_report.py). This
+``neural-train-DEVICE`` from training_report.py, ``floor`` from bench_floor.py). This
 script copies the newest of each kind under one heading, with a link to the file; nothing in BENCHMARKS.md is
 typed by hand. Run: ``python benchmarks/summarise.py``.
 """
@@ -18,7 +18,8 @@ TITLES = {"main": "Speed and memory of the main job", "speed": "Speed at three r
           "eval": "Quality: retarget eval", "au-roundtrip": "AU round trip: analyse, drive, re-analyse",
           "neural-cuda": "Learned generator throughput on a GPU", "neural-cpu": "Learned generator throughput on the CPU",
           "neural-train-cpu": "Learned generator: a training run on the CPU",
-          "neural-train-cuda": "Learned generator: a training run on a GPU"}
+          "neural-train-cuda": "Learned generator: a training run on a GPU",
+          "floor": "The main job's floor: generation as a pass-through"}
 
 
 def newest_by_kind(folder: Path) -> dict[str, Path]:
