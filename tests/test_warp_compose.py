@@ -15,6 +15,7 @@ from retarget.generators.warp import (
     WarpField,
     WarpGenerator,
     WarpSettings,
+    _smooth_outline,
     _wide_blur,
     border_feather,
     clamp_iris,
@@ -646,3 +647,21 @@ def test_wide_blur_is_a_gaussian_blur(sigma: float) -> None:
     edge = int(sigma)
     assert np.abs(got - expected)[edge:-edge, edge:-edge].max() < 0.02
     assert np.abs(got - expected).max() < 0.05
+
+
+def test_the_field_is_smoothed_along_the_outline_only() -> None:
+    """Inside the mesh (left half) every other row is displaced by +-3 cells, the dashes that per-triangle maps
+    along a turned face's outline made of hair lying over it: on the outline they are smoothed away, and far
+    from it (more than four sigmas) nothing changes."""
+    inside = np.zeros((80, 80), bool)
+    inside[:, :40] = True
+    disp = np.zeros((80, 80, 2), np.float32)
+    disp[::2, :40, 0] = 3.0
+    disp[1::2, :40, 0] = -3.0
+    out = _smooth_outline(disp, inside, 2.0)
+    assert np.abs(out[10:70, 39:41, 0]).max() < 0.5  # the cells on either side of the outline
+    assert np.abs(out[10:70, 38, 0]).max() < 0.75  # a quarter of the dashes left two cells in
+    np.testing.assert_allclose(out[:, :30], disp[:, :30], atol=0.02)  # 10 cells = 5 sigmas inside
+    np.testing.assert_allclose(out[:, 50:], disp[:, 50:], atol=1e-3)
+    flat = np.full((80, 80, 2), 1.5, np.float32)  # a field that is already smooth stays as it is
+    np.testing.assert_allclose(_smooth_outline(flat, inside, 2.0), flat, atol=1e-5)

@@ -410,6 +410,7 @@ def backward_map(src: np.ndarray, dst: np.ndarray, depth: np.ndarray, triangles:
             # than tears
             weight *= _wide_blur(on, max(1.0, reach * float(min(sx, sy)) / 6))
         disp = np.where(inside[..., None], disp, rest + weight[..., None] * rigid)
+    disp = _smooth_outline(disp, inside, EDGE_SMOOTHING * face_cells(dst, (sx, sy)))
     full = cv2.resize(disp, (w, h), interpolation=cv2.INTER_LINEAR)
     map_x = full[..., 0] + np.arange(w, dtype=np.float32)[None, :]
     map_y = full[..., 1] + np.arange(h, dtype=np.float32)[:, None]
@@ -442,6 +443,32 @@ def _exact_around(eye: np.ndarray, map_x: np.ndarray, map_y: np.ndarray, src: np
     reads = _read_points(bary, ids[rows, cols], mesh.conditioning, src, triangles)
     map_x[rows + y0, cols + x0] = reads[:, 0]
     map_y[rows + y0, cols + x0] = reads[:, 1]
+
+
+# How far each side of the face's outline the field is smoothed, in face sizes (see ``_smooth_outline``).
+EDGE_SMOOTHING = 0.02
+
+
+def face_cells(points: np.ndarray, scale: tuple[float, float]) -> float:
+    """The face size of ``points`` (478, 2) pixels, in grid cells (``scale``: cells per pixel, x and y)."""
+    return face_size(points) * float(min(scale))
+
+
+def _smooth_outline(disp: np.ndarray, inside: np.ndarray, sigma: float) -> np.ndarray:
+    """``disp`` (gh, gw, 2) with a band along the mesh's outer edge (``inside`` (gh, gw) bool) replaced by its
+    Gaussian blur (``sigma`` cells), fully on the edge and fading out over two sigmas each side.
+
+    Each triangle along the face's outline has its own affine map. When a still's head turns, those maps differ
+    a lot from one triangle to the next, and hair lying over the cheek at the outline came out as a dashed line
+    of short, offset pieces (`drv_lp_d12` -> `img_lp_s42`). The outline runs through cheek, jaw and forehead,
+    away from the features, so smoothing there costs the expression nothing.
+    """
+    if sigma < 0.5 or not inside.any() or inside.all():
+        return disp
+    edge = cv2.distanceTransform(inside.astype(np.uint8), cv2.DIST_L2, 3) + cv2.distanceTransform(
+        (~inside).astype(np.uint8), cv2.DIST_L2, 3)  # distance to the outline from either side, in cells
+    blend = np.exp(-((edge / (2.0 * sigma)) ** 2))[..., None].astype(np.float32)
+    return disp + blend * (cv2.GaussianBlur(disp, (0, 0), sigma) - disp)
 
 
 def _head_weight(inside: np.ndarray, y: np.ndarray, chin: float, reach: float, cells_per_pixel: float) -> np.ndarray:
