@@ -22,6 +22,8 @@ class RetargetConfig:
     audio: str = "auto"  # auto: the target video's audio, or the driver's for a still target
     loop: bool = False  # a driver shorter than the target loops instead of resting on its neutral
     pose: bool = True  # a still target follows the driver's head motion (rotation, translation, scale)
+    head_reach: float = 0.15  # a still's head moves about this far at most, in face sizes (soft limit; 0: none)
+    head_turn: float = 20.0  # and turns out of the image plane about this many degrees at most (ditto)
     max_size: int = 1280  # longer side cap for still targets, pixels
     smooth_expression: float = 0.2  # seconds: Savitzky-Golay window on expression trajectories (0 = off)
     smooth_pose: float = 0.33  # seconds: window on head pose and target landmarks
@@ -95,7 +97,7 @@ def validate(c: RetargetConfig) -> None:
         raise RetargetError(f"crf must be between 0 and 51, not {c.crf}")
     if c.max_size < 16:
         raise RetargetError(f"max_size must be at least 16 pixels, not {c.max_size}")
-    for name in ("smooth_expression", "smooth_pose", "gap_blend", "drive_release"):
+    for name in ("smooth_expression", "smooth_pose", "gap_blend", "drive_release", "head_reach", "head_turn"):
         if getattr(c, name) < 0:
             raise RetargetError(f"{name} must not be negative")
     _validate_gains(c)

@@ -25,7 +25,7 @@ class HeadMotion:
     """The driver's head motion relative to its neutral frame (applied to still targets)."""
 
     rotation: np.ndarray  # (T, 3, 3) rotation relative to the neutral frame's
-    shift: np.ndarray  # (T, 3) translation in face sizes (normalised units)
+    shift: np.ndarray  # (T, 3) translation in normalised units (the rigid points' RMS radius, ~0.37 face sizes)
     ratio: np.ndarray  # (T,) scale relative to the neutral frame's
 
 

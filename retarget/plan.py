@@ -75,7 +75,7 @@ def build_plan(drive: DriveMotion, target: ClipAnalysis, still_target: bool, con
     # 3. into the frame: the change on the target's own landmarks, or for a still the driver's head motion too
     landmarks = target.track.landmarks
     if still_target:
-        rot, trans, scale = still_head_motion(drive, target, at, config.pose)
+        rot, trans, scale = still_head_motion(drive, target, at, config.pose, config.head_reach, config.head_turn)
         destination = scale[:, None, None] * shapes @ np.transpose(rot, (0, 2, 1)) + trans[:, None]
         # a still's one set of landmarks serves every output frame as a read-only view, not T copies
         source = np.broadcast_to(landmarks[0], (len(out_times),) + landmarks.shape[1:])
@@ -146,12 +146,14 @@ def keep_own_closures(shapes: np.ndarray, current: np.ndarray) -> np.ndarray:
     return out
 
 
-def still_head_motion(drive: DriveMotion, target: ClipAnalysis, at: np.ndarray,
-                      follow: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def still_head_motion(drive: DriveMotion, target: ClipAnalysis, at: np.ndarray, follow: bool,
+                      reach: float = 0.0, turn: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per output frame (rotation (T,3,3), translation (T,3), scale (T,)) for a still target.
 
     With ``follow``, the driver's head motion relative to its neutral frame (rotation about the face centre,
-    translation in face sizes, scale ratio) is applied on top of the target's own pose.
+    translation in normalised units, scale ratio) is applied on top of the target's own pose, its translation held
+    softly within ``reach`` face sizes and its turn out of the image plane within ``turn`` degrees (0: not
+    held).
     """
     n = len(at)
     r_t, t_t, s_t = target.pose.rotation[0], target.pose.translation[0], target.pose.scale[0]
@@ -159,5 +161,32 @@ def still_head_motion(drive: DriveMotion, target: ClipAnalysis, at: np.ndarray,
         return np.tile(r_t, (n, 1, 1)), np.tile(t_t, (n, 1)), np.full(n, s_t)
     head, times = drive.head, drive.times
     u, _, vt = np.linalg.svd(sample(head.rotation, times, at))
-    rel = u @ vt
-    return rel @ r_t, t_t + s_t * sample(head.shift, times, at), s_t * sample(head.ratio, times, at)
+    rel = soft_limit_rotation(u @ vt, np.radians(turn))
+    oval = target.expression.neutral[lm.FACE_OVAL, :2]  # normalised units, as the shift is
+    shift = soft_limit(sample(head.shift, times, at), reach * float(np.ptp(oval, axis=0).max()))
+    return rel @ r_t, t_t + s_t * shift, s_t * sample(head.ratio, times, at)
+
+
+def soft_limit(vectors: np.ndarray, limit: float) -> np.ndarray:
+    """``vectors`` (T, D) with each length L mapped to ``limit * tanh(L / limit)``: small moves pass almost as
+    they are (a move of half the limit loses 8%), large ones approach the limit smoothly. 0: unchanged.
+
+    A still's head that follows a driver walking about the frame moved 0.7 face sizes and more
+    (`drv_lp_d12` -> `img_lp_s42`), and the warp stretched the background it uncovered into waves."""
+    if limit <= 0:
+        return vectors
+    length = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    return vectors * (limit * np.tanh(length / limit) / np.maximum(length, 1e-12))
+
+
+def soft_limit_rotation(rotations: np.ndarray, limit: float) -> np.ndarray:
+    """(T, 3, 3) rotations whose turn out of the image plane (the x and y parts of the rotation vector: nodding
+    and shaking) is held softly within ``limit`` radians. The roll in the image plane is left as it is: the warp
+    moves the head through it as a whole, while a turn has to be drawn by bending the face's 2D mesh."""
+    if limit <= 0:
+        return rotations
+    from scipy.spatial.transform import Rotation
+
+    vectors = Rotation.from_matrix(rotations).as_rotvec()
+    vectors[:, :2] = soft_limit(vectors[:, :2], limit)
+    return Rotation.from_rotvec(vectors).as_matrix()

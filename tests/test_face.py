@@ -247,6 +247,7 @@ def test_mediapipe_import_leaves_an_imported_matplotlib_alone():
         "import sys, matplotlib.pyplot\n"
         "from retarget.mediapipe_import import import_mediapipe\n"
         "import_mediapipe()\n"
-        "print(type(sys.modules['matplotlib.pyplot']).__name__, sys.modules['matplotlib.pyplot'] is matplotlib.pyplot)\n"
+        "module = sys.modules['matplotlib.pyplot']\n"
+        "print(type(module).__name__, module is matplotlib.pyplot)\n"
     )
     assert _in_fresh_interpreter(code) == ["module", "True"]

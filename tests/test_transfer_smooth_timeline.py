@@ -10,7 +10,7 @@ from retarget import landmarks as lm
 from retarget.analysis import analyse_clip
 from retarget.config import RetargetConfig
 from retarget.motion import from_clip
-from retarget.plan import build_plan, keep_own_closures
+from retarget.plan import build_plan, keep_own_closures, soft_limit, soft_limit_rotation
 from retarget.smooth import fill_gaps, savgol, smooth, window_frames
 from retarget.timeline import (drive_times, ease_after_end, gap_weights, hold_and_release, nearest_index,
                                sample)
@@ -349,7 +349,9 @@ def test_still_target_follows_the_driver_head_motion(astronaut_landmarks: np.nda
     drive = analyse_clip(pixel_track(frames, 25.0), 25.0, 0.0, 0, 0)  # neutral: frame 0, upright
     small = 0.5 * face + [40.0, 60.0, 0.0]
     target = analyse_clip(pixel_track([small], 1.0), 25.0, None, 0, 0)
-    plan = build_plan(from_clip(drive), target, still_target=True, config=RetargetConfig(pose=follow))
+    # followed in full (``head_reach=0``); how far a still's head may move is the next tests' subject
+    plan = build_plan(from_clip(drive), target, still_target=True,
+                      config=RetargetConfig(pose=follow, head_reach=0.0))
     np.testing.assert_allclose(plan.destination[5, :, :2], small[:, :2], atol=0.3)  # at rest: where it is
     d = plan.destination[15, :, :2]
     eye_line = d[lm.LEFT_EYE_CORNERS[0]] - d[lm.RIGHT_EYE_CORNERS[0]]
@@ -363,3 +365,53 @@ def test_still_target_follows_the_driver_head_motion(astronaut_landmarks: np.nda
         assert turned == pytest.approx(0.0, abs=0.2) and np.abs(shift).max() < 0.5
     # and the expression stays neutral either way
     assert plan.output_aus[15].max() < 0.2
+
+
+def test_soft_limit_passes_small_moves_and_holds_large_ones() -> None:
+    moves = np.array([[0.01, 0.0, 0.0], [0.0, 0.15, 0.0], [0.3, 0.0, 0.0], [0.0, 3.0, 4.0]])
+    held = soft_limit(moves, 0.3)
+    length, before = np.linalg.norm(held, axis=1), np.linalg.norm(moves, axis=1)
+    assert length[0] == pytest.approx(0.01, rel=1e-3)  # a small move passes as it is
+    assert length[1] == pytest.approx(0.15 * 0.924, rel=1e-2)  # half the limit loses about 8%
+    assert (length < 0.3).all() and length[3] == pytest.approx(0.3, rel=1e-6)  # never past it
+    assert np.all(np.diff(length) > 0)  # the longer move stays the longer
+    np.testing.assert_allclose(held / length[:, None], moves / before[:, None], atol=1e-9)  # same directions
+    np.testing.assert_array_equal(soft_limit(moves, 0.0), moves)  # 0: no limit
+
+
+def test_soft_limit_rotation_keeps_the_axis_and_holds_the_angle() -> None:
+    from scipy.spatial.transform import Rotation
+
+    turns = Rotation.from_rotvec(np.radians([[0.0, 2.0, 0.0], [0.0, 60.0, 0.0], [30.0, 30.0, 0.0],
+                                             [0.0, 0.0, 40.0]]))
+    held = Rotation.from_matrix(soft_limit_rotation(turns.as_matrix(), np.radians(20)))
+    angles = np.degrees(held.magnitude())
+    assert angles[0] == pytest.approx(2.0, rel=1e-2) and angles[1] < 20.0 and angles[2] < 20.0
+    np.testing.assert_allclose(held.as_rotvec()[2] / np.linalg.norm(held.as_rotvec()[2]), [0.7071, 0.7071, 0],
+                               atol=1e-3)
+    assert angles[3] == pytest.approx(40.0)  # a roll in the image plane is the warp's easy case: not held
+
+
+def test_a_still_head_is_held_near_its_place(astronaut_landmarks: np.ndarray) -> None:
+    """A driver whose head wanders 1.5 face sizes away and turns 45 degrees: the still's head follows, within
+    the configured reach and turn, and not at all with the limits off it goes the whole way."""
+    from types import SimpleNamespace
+
+    from scipy.spatial.transform import Rotation
+
+    from retarget.plan import still_head_motion
+
+    times = np.linspace(0, 1, 11)
+    head = SimpleNamespace(rotation=Rotation.from_rotvec(np.outer(times, [0, np.radians(45), 0])).as_matrix(),
+                           shift=np.outer(times, [1.5, 0, 0]), ratio=np.ones(11))
+    drive = SimpleNamespace(head=head, times=times)
+    pose = SimpleNamespace(rotation=np.eye(3)[None], translation=np.zeros((1, 3)), scale=np.ones(1))
+    neutral = np.zeros((478, 3))
+    neutral[lm.FACE_OVAL, 0] = np.linspace(0, 1, len(lm.FACE_OVAL))  # a face one normalised unit across
+    target = SimpleNamespace(pose=pose, expression=SimpleNamespace(neutral=neutral))
+    rot, trans, _ = still_head_motion(drive, target, times, True, 0.3, 20.0)
+    assert 0.25 < trans[-1, 0] < 0.3 and trans[1, 0] == pytest.approx(0.3 * np.tanh(0.5), rel=1e-3)
+    assert 15 < np.degrees(Rotation.from_matrix(rot[-1]).magnitude()) < 20
+    rot, trans, _ = still_head_motion(drive, target, times, True, 0.0, 0.0)
+    assert trans[-1, 0] == pytest.approx(1.5) and np.degrees(Rotation.from_matrix(rot[-1]).magnitude()) == \
+        pytest.approx(45)

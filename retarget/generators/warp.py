@@ -242,10 +242,11 @@ def _unfolding_pushes(points: np.ndarray, folded: np.ndarray, ref: np.ndarray, r
     """For each folded triangle (``folded`` (F, 3) indices into ``points`` (478, 2); ``ref`` (F,) twice its
     signed area at rest), the smallest move of one of its movable vertices (``rate`` > 0) across the opposite
     edge that gives it back ``share`` of its area at rest. Moves up to ``limit`` pixels (less for vertices
-    that move more slowly than most: times their ``rate`` over the largest) are returned as (vertex indices (n,), moves (n, 2)); the vertices of triangles that need more
-    are returned (m,) for relaxation instead. A sliver at the mouth corner folds under a jaw drop by a pixel or
-    two, and a push across its short edge mends it where relaxing towards the neighbours (dragged down with the
-    lower lip) folded it further."""
+    that move more slowly than most: times their ``rate`` over the largest) are returned as (vertex indices
+    (n,), moves (n, 2)); the vertices of triangles that need more are returned (m,) for relaxation instead.
+
+    A sliver at the mouth corner folds under a jaw drop by a pixel or two, and a push across its short edge
+    mends it where relaxing towards the neighbours (dragged down with the lower lip) folded it further."""
     corners = points[folded]  # (F, 3, 2)
     want = share * ref
     now = signed_areas(points, folded)
