@@ -18,13 +18,13 @@ def mesh_triangles() -> np.ndarray:
     """(K, 3) landmark indices of mediapipe's face-mesh tessellation (holes at the eyes and the mouth)."""
     from .mediapipe_import import import_mediapipe
 
-    FACEMESH_TESSELATION = import_mediapipe().solutions.face_mesh_connections.FACEMESH_TESSELATION
+    edges = import_mediapipe().solutions.face_mesh_connections.FACEMESH_TESSELATION
 
     neighbours: dict[int, set[int]] = {}
-    for a, b in FACEMESH_TESSELATION:
+    for a, b in edges:
         neighbours.setdefault(a, set()).add(b)
         neighbours.setdefault(b, set()).add(a)
-    cliques = {tuple(sorted((a, b, c))) for a, b in FACEMESH_TESSELATION for c in neighbours[a] & neighbours[b]}
+    cliques = {tuple(sorted((a, b, c))) for a, b in edges for c in neighbours[a] & neighbours[b]}
     uses = Counter(e for t in cliques for e in combinations(t, 2))
     # the edge list only lists edges, and two 3-cycles of it are not faces: each of their edges has 3 users
     return np.array(sorted(t for t in cliques if not all(uses[e] > 2 for e in combinations(t, 2))), np.int32)

@@ -238,7 +238,7 @@ PUSH_LIMIT = 0.015  # the largest push that mends a folded triangle, in face siz
 
 
 def _unfolding_pushes(points: np.ndarray, folded: np.ndarray, ref: np.ndarray, rate: np.ndarray,
-                      limit: float = 3.0, share: float = 0.25) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray]:
+                      limit: float, share: float = 0.25) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray]:
     """For each folded triangle (``folded`` (F, 3) indices into ``points`` (478, 2); ``ref`` (F,) twice its
     signed area at rest), the smallest move of one of its movable vertices (``rate`` > 0) across the opposite
     edge that gives it back ``share`` of its area at rest. Moves up to ``limit`` pixels (less for vertices
@@ -391,9 +391,9 @@ def backward_map(src: np.ndarray, dst: np.ndarray, depth: np.ndarray, triangles:
     moved = _read_points(bary, ids, mesh.conditioning, src, triangles) - cells
     # cells a little outside their triangle continue its map, which near a steep change (the jaw's edge under a
     # jaw drop) can overshoot: no cell reads farther than the edit moved any landmark
-    reach = float(np.linalg.norm(dst - src, axis=1).max())
+    farthest = float(np.linalg.norm(dst - src, axis=1).max())
     length = np.linalg.norm(moved, axis=1, keepdims=True)
-    disp[rows, cols] = moved * np.minimum(1.0, reach / np.maximum(length, 1e-6))
+    disp[rows, cols] = moved * np.minimum(1.0, farthest / np.maximum(length, 1e-6))
     if head is None:
         disp = _extend_outside(disp, inside, falloff * float(min(sx, sy)))
     else:
