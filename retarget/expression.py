@@ -271,50 +271,96 @@ def au_intensities(shapes: np.ndarray, neutral: np.ndarray, population_neutral: 
     return np.nan_to_num(out)
 
 
-def expressiveness(shapes: np.ndarray) -> np.ndarray:
-    """(T,) how far each frame is from a resting face, without knowing the neutral yet.
+# The measures the upper face (brows, lids and cheeks: every landmark they read lies where ``upper_share`` is 1)
+# sets. The rest move with the mouth, and a clip's
+# resting mouth (lips closed) and resting brows need not come in the same frame: drv_lp_d10 talks throughout and
+# closes her lips mostly while she raises her brows and widens her eyes, so the one calmest frame had brows
+# 5 AU above her usual ones, and every output frowned and squinted against it.
+UPPER_MEASURES = frozenset({"inner_brow_height", "outer_brow_height", "brow_frown_height", "upper_lid_height",
+                            "lower_lid_height", "cheek_height", "eye_opening"})
+# The cheeks rise with a smile, so in a clip that smiles most of the time their median is a smile's: their resting
+# value comes from the closed-lip frames, as the mouth's does.
+_CHEEK_MEASURES = frozenset({"cheek_height"})
+# A frame whose eyes are open less than this share of the clip's median opening is a blink, not a resting face.
+_AWAKE_SHARE = 0.7
 
-    A resting face has its lips closed and its eyes open, even in a clip that smiles, talks or blinks most of
-    the time, so the resting values of all measures are taken from the frames that look like that (closed
-    mouth, open eyes); each frame scores its distance from them in units of the AU full scales.
+
+def expressiveness(shapes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(T,) upper-face and (T,) lower-face distance of each frame from a resting face, in units of the AU full
+    scales, without knowing the neutral yet.
+
+    The brows and lids rest where they spend most of their time: their measures are compared with their medians
+    over the frames with open eyes. A resting mouth has its lips closed, even in a clip that smiles or talks
+    most of the time, so the mouth's and the cheeks' resting values are taken from the frames that look like
+    that (closed lips, open eyes).
     """
     meas = raw_measures(shapes)
     lip_gap, eye_open = meas["lip_gap"], meas["eye_opening"]
+    awake = eye_open >= _AWAKE_SHARE * np.nanmedian(eye_open)
     # closed lips are the smallest gaps; a low percentile still finds them when few frames have them (a clip
     # that smiles or talks 90% of the time), where the 20th percentile would already count open mouths
     resting = (lip_gap <= np.nanpercentile(lip_gap, 5) + 0.02) & (eye_open >= 0.85 * np.nanpercentile(eye_open, 75))
-    if resting.sum() < 1:
-        resting = np.ones(len(lip_gap), bool)
-    score = np.zeros(shapes.shape[0])
-    for name in {m.measure for m in AU_MEASURES.values()}:
+    scores = {True: np.zeros(shapes.shape[0]), False: np.zeros(shapes.shape[0])}
+    for name in sorted({m.measure for m in AU_MEASURES.values()}):
         m = next(a for a in AU_MEASURES.values() if a.measure == name)
+        upper = name in UPPER_MEASURES
+        frames = awake if upper and name not in _CHEEK_MEASURES else resting
         x = meas[name]
-        rest = np.nanmedian(x[resting])
-        dev = np.abs(x - rest) / (max(abs(rest), 1e-6) if m.relative else 1.0)
-        score += dev / m.full_scale
-    return score
+        rest = np.nanmedian(x[frames] if frames.any() else x)
+        scores[upper] += np.abs(x - rest) / (max(abs(rest), 1e-6) if m.relative else 1.0) / m.full_scale
+    return scores[True], scores[False]
+
+
+def upper_share(shape: np.ndarray) -> np.ndarray:
+    """(478,) how far each landmark of a pose-normalised ``shape`` (478, 3) belongs to the upper face: 1 down to
+    a third of the way from the eye corners to the mouth corners, 0 from two thirds of the way, smooth between."""
+    eyes = shape[list(lm.RIGHT_EYE_CORNERS + lm.LEFT_EYE_CORNERS), 1].mean()
+    mouth = shape[list(lm.MOUTH_CORNERS), 1].mean()
+    t = np.clip((shape[:, 1] - eyes) / max(float(mouth - eyes), 1e-6) * 3.0 - 1.0, 0.0, 1.0)
+    return 1.0 - t * t * (3.0 - 2.0 * t)
+
+
+@dataclass(frozen=True)
+class Neutral:
+    """A clip's neutral reference: its mouth and cheeks from around frame ``index``, its brows and eyes from
+    around ``upper_index`` (the same frame when a time was given), blended over the nose (``upper_share``)."""
+
+    index: int
+    upper_index: int
+    shape: np.ndarray  # (478, 3) pose-normalised
+
+
+def _calmest(score: np.ndarray, window: int) -> int:
+    """Index of the lowest ``score`` (T,) averaged over ``window`` frames either side: a resting face lasts."""
+    kernel = np.ones(2 * window + 1) / (2 * window + 1)
+    return int(np.argmin(np.convolve(np.pad(score, window, mode="edge"), kernel, mode="valid")))
 
 
 def pick_neutral(shapes: np.ndarray, found: np.ndarray, times: np.ndarray,
-                 at_time: float | None = None, window: int = 2) -> tuple[int, np.ndarray]:
-    """Choose the neutral reference: the least expressive frame, or the frame nearest ``at_time`` seconds.
+                 at_time: float | None = None, window: int = 2) -> Neutral:
+    """Choose the neutral reference: the least expressive face, or the frame nearest ``at_time`` seconds.
 
-    Returns ``(index, neutral_shape)`` where the shape (478, 3) is the median over found frames within
-    ``window`` frames of the index, which damps tracking noise in the reference.
+    Without a time, the mouth and the upper face are chosen apart (``expressiveness``), each the calmest frame
+    for its own part, and joined (``upper_share``). Each part is the median over found frames within ``window``
+    frames of its index, which damps tracking noise in the reference.
     """
     good = np.flatnonzero(found)
     if len(good) == 0:
         raise ValueError("no frame with a face")
     if at_time is not None:
-        idx = int(good[np.argmin(np.abs(times[good] - at_time))])
+        idx = upper_idx = int(good[np.argmin(np.abs(times[good] - at_time))])
     else:
-        score = expressiveness(shapes[good])
-        # a resting face lasts: prefer frames whose neighbours are also calm
-        kernel = np.ones(2 * window + 1) / (2 * window + 1)
-        calm = np.convolve(np.pad(score, window, mode="edge"), kernel, mode="valid")
-        idx = int(good[np.argmin(calm)])
-    near = good[np.abs(good - idx) <= window]
-    return idx, np.median(shapes[near], axis=0)
+        upper, lower = expressiveness(shapes[good])
+        idx, upper_idx = int(good[_calmest(lower, window)]), int(good[_calmest(upper, window)])
+
+    def around(index: int) -> np.ndarray:
+        return np.median(shapes[good[np.abs(good - index) <= window]], axis=0)
+
+    shape = around(idx)
+    if upper_idx != idx:
+        share = upper_share(shape)[:, None]
+        shape = share * around(upper_idx) + (1.0 - share) * shape
+    return Neutral(idx, upper_idx, shape)
 
 
 def analyse(normalised: np.ndarray, found: np.ndarray, times: np.ndarray,
@@ -324,7 +370,8 @@ def analyse(normalised: np.ndarray, found: np.ndarray, times: np.ndarray,
     The neutral shape is always the person's own (``pick_neutral``). The AUs are measured from it, or, with
     ``population_neutral``, from a typical resting face (for a still, which is its own neutral otherwise).
     """
-    idx, neutral = pick_neutral(normalised, found, times, neutral_time)
-    aus = au_intensities(np.where(found[:, None, None], normalised, neutral), neutral, population_neutral)
-    return Expression(normalised=normalised, neutral=neutral.astype(np.float32), neutral_index=idx,
-                      aus=aus, found=found.copy())
+    neutral = pick_neutral(normalised, found, times, neutral_time)
+    aus = au_intensities(np.where(found[:, None, None], normalised, neutral.shape), neutral.shape,
+                         population_neutral)
+    return Expression(normalised=normalised, neutral=neutral.shape.astype(np.float32), neutral_index=neutral.index,
+                      aus=aus, found=found.copy(), upper_neutral_index=neutral.upper_index)

@@ -38,7 +38,8 @@ class DriveMotion:
     end: float  # seconds: when the motion ends (the last frame's time plus its duration)
     head: HeadMotion | None = None  # None: no head motion to follow
     landmarks: np.ndarray | None = None  # (T, 478, 3) pixels in the driver's frames, when there is a driver video
-    neutral_time: float = 0.0
+    neutral_time: float = 0.0  # seconds: where the neutral's mouth was taken
+    upper_neutral_time: float | None = None  # where its brows and eyes were taken (None: at neutral_time)
 
     @property
     def displacement(self) -> np.ndarray:
@@ -57,7 +58,8 @@ def from_clip(clip: ClipAnalysis) -> DriveMotion:
                       p.scale / p.scale[k])
     return DriveMotion(times=times, normalised=clip.expression.normalised, neutral=clip.expression.neutral,
                        found=clip.expression.found, end=float(times[-1]) + 1.0 / max(clip.fps, 1e-6), head=head,
-                       landmarks=clip.track.landmarks, neutral_time=clip.neutral_time)
+                       landmarks=clip.track.landmarks, neutral_time=clip.neutral_time,
+                       upper_neutral_time=clip.upper_neutral_time)
 
 
 def frame_times(end: float, fps: float) -> np.ndarray:

@@ -529,6 +529,7 @@ def write_report(inputs: Inputs, config: RetargetConfig, plan: RenderPlan, drive
         "drive": _drive_name(inputs), "target": str(inputs.target.path), "output": str(inputs.output),
         "config": config.to_dict(),
         "drive_neutral_time": drive.neutral_time, "target_neutral_time": target.neutral_time,
+        "drive_neutral_upper_time": drive.upper_neutral_time, "target_neutral_upper_time": target.upper_neutral_time,
         "drive_frames_without_face": int((~drive.found).sum()),
         "target_frames_without_face": int((~target.track.found).sum()),
         "timings_seconds": {k: round(v, 3) for k, v in timings.seconds.items()},

@@ -30,6 +30,10 @@ RISE = 1.0  # an event's mean intensity is at least this much above the calm win
 CALM = 0.75  # the rising AU's mean in the calm window stays below this
 STAY = 0.5  # an AU that should not react rises by less than this over the calm window
 STAY_MAX = 1.5  # ... and below this (a calm window reads above 0 where the clip's neutral is an expression)
+# A broad smile's cheek raise (AU06) pulls mediapipe's brows down a little: by 0.009 normalised units in drv_lp_d0's
+# smile, which reads as a 0.44 rise of AU04 against the single calmest frame and 0.58 against the two-part neutral
+# (brows from their usual place). A frown reads 3-5.
+STAY_BESIDE_CHEEK_RAISE = {"AU04": 0.75}
 STILL_CALM = 1.0  # a neutral portrait against the population neutral reads below this on every AU
 
 
@@ -96,7 +100,8 @@ def test_au_rises_on_its_event(clips: dict[str, ClipAnalysis], check: tuple[str,
 def test_unrelated_au_stays_calm_on_event(clips: dict[str, ClipAnalysis], check: tuple[str, str, str, str]) -> None:
     _, event, calm, au = check
     during, before = event_and_calm(clips, check)
-    assert during < before + STAY and during < STAY_MAX, f"{au}: {during:.2f} during {event}, {before:.2f} in {calm}"
+    stay = STAY_BESIDE_CHEEK_RAISE.get(au, STAY) if event == "smile" else STAY
+    assert during < before + stay and during < STAY_MAX, f"{au}: {during:.2f} during {event}, {before:.2f} in {calm}"
 
 
 @pytest.mark.parametrize("name", list(EVENTS["stills"]["neutral"]))

@@ -336,5 +336,7 @@ def test_report_records_config_and_aus(d18_on_s18: retarget.RetargetResult, d18:
     at = {round(f["time"], 1): f for f in frames}
     assert at[4.5]["drive_aus"][au25] > 3 and at[4.5]["output_aus"][au25] > 3
     assert report["drive_neutral_time"] == pytest.approx(d18_on_s18.drive_neutral_time)
+    for role in ("drive", "target"):  # the brows' and eyes' neutral, each a time within the clip
+        assert 0.0 <= report[f"{role}_neutral_upper_time"] <= 9.5
     assert set(report["timings_seconds"]) >= {"track", "analyse", "plan", "generate"}
     assert not list(path.parent.glob(".*part*"))  # no temporary files left behind

@@ -150,7 +150,8 @@ def smiling_clip(neutral: np.ndarray, seed: int = 0, calm_frames: int = 7,
 def test_pick_neutral_finds_the_calm_frame_in_a_smiling_clip(astronaut_neutral: np.ndarray, calm_frames: int,
                                                              blink: bool) -> None:
     shapes, found, times, calm = smiling_clip(astronaut_neutral, calm_frames=calm_frames, blink=blink)
-    idx, shape = pick_neutral(shapes, found, times)
+    neutral = pick_neutral(shapes, found, times)
+    idx, shape = neutral.index, neutral.shape
     assert idx in calm
     assert np.abs(shape - astronaut_neutral).max() < 0.01
     # the chosen reference is a resting face: mouth closed, eyes open
@@ -163,21 +164,58 @@ def test_pick_neutral_ignores_lost_frames(astronaut_neutral: np.ndarray) -> None
     lost = [calm[2], 5, 30]
     found[lost] = False
     shapes[lost] = np.nan
-    idx, shape = pick_neutral(shapes, found, times)
+    neutral = pick_neutral(shapes, found, times)
+    idx, shape = neutral.index, neutral.shape
     assert idx in calm and idx not in lost
     assert np.isfinite(shape).all()
 
 
+def raise_brows(points: np.ndarray, amount: float) -> np.ndarray:
+    out = np.array(points, copy=True)
+    out[np.concatenate([lm.RIGHT_BROW, lm.LEFT_BROW]), 1] -= amount
+    return out
+
+
+def test_pick_neutral_takes_the_brows_and_the_mouth_from_their_own_calm_frames(
+        astronaut_neutral: np.ndarray) -> None:
+    """A talker (drv_lp_d10) who closes her lips only while she raises her brows: the one calmest frame has
+    raised brows. The neutral takes its mouth from there and its brows and eyes from where they usually are."""
+    rng = np.random.default_rng(5)
+    shapes = []
+    for t in range(60):
+        if t in range(40, 46):  # lips closed, brows raised high
+            shape = raise_brows(astronaut_neutral, 0.06)
+        else:  # talking: the mouth open by varying amounts, the brows at rest
+            shape = open_mouth(astronaut_neutral, 0.05 + 0.1 * rng.random())
+        shapes.append(shape + rng.normal(0, 0.002, shape.shape))
+    shapes = np.stack(shapes)
+    neutral = pick_neutral(shapes, np.ones(60, bool), np.arange(60) / 30.0)
+    assert neutral.index in range(40, 46)  # the mouth's: lips closed
+    assert neutral.upper_index not in range(40, 46)  # the brows': at rest
+    aus = aus_of(neutral.shape, astronaut_neutral)
+    assert aus["AU01"] < 0.3 and aus["AU02"] < 0.3  # one frame would have read about 3
+    assert aus["AU25"] < 0.2 and aus["AU26"] < 0.2
+    # the mouth comes from the closed-lip frames, the eyes from the others
+    lips, eyes = lm.INNER_LIP_LOOP, np.concatenate([lm.RIGHT_EYE, lm.LEFT_EYE])
+    def around(k: int) -> np.ndarray:
+        return np.median(shapes[max(0, k - 2):k + 3], 0)
+
+    np.testing.assert_allclose(neutral.shape[lips], around(neutral.index)[lips])
+    np.testing.assert_allclose(neutral.shape[eyes], around(neutral.upper_index)[eyes])
+    # the AUs measured against it: brows at rest read no raise, the raised ones do
+    expression = analyse(shapes, np.ones(60, bool), np.arange(60) / 30.0)
+    assert np.median(expression.aus[:40, AU["AU01"]]) < 0.3 and expression.aus[42, AU["AU01"]] > 2.0
+    assert expression.upper_neutral_index == neutral.upper_index
+
+
 def test_pick_neutral_at_time_takes_the_nearest_found_frame(astronaut_neutral: np.ndarray) -> None:
     shapes, found, times, _ = smiling_clip(astronaut_neutral)
-    idx, shape = pick_neutral(shapes, found, times, at_time=0.32)  # frames at 0.3 and 0.3333 s
-    assert idx == 10
-    np.testing.assert_allclose(shape, np.median(shapes[8:13], axis=0))
+    neutral = pick_neutral(shapes, found, times, at_time=0.32)  # frames at 0.3 and 0.3333 s
+    assert neutral.index == neutral.upper_index == 10  # a given time sets the whole face
+    np.testing.assert_allclose(neutral.shape, np.median(shapes[8:13], axis=0))
     found[10] = False
-    idx, _ = pick_neutral(shapes, found, times, at_time=0.33)
-    assert idx == 9  # 10 is lost: 9 (0.3 s) is nearer than 11 (0.3667 s)
-    idx, _ = pick_neutral(shapes, found, times, at_time=100.0)
-    assert idx == 39
+    assert pick_neutral(shapes, found, times, at_time=0.33).index == 9  # 10 is lost: 9 (0.3 s) is nearer than 11
+    assert pick_neutral(shapes, found, times, at_time=100.0).index == 39
 
 
 def test_pick_neutral_without_face_raises(astronaut_neutral: np.ndarray) -> None:
