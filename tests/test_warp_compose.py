@@ -17,11 +17,11 @@ from retarget.generators.warp import (
     WarpSettings,
     _smooth_outline,
     _wide_blur,
+    anchored_map,
     border_feather,
     clamp_iris,
     face_size,
     face_triangles,
-    fan_map,
     hole_triangles,
     keep_inside_outline,
     mesh_triangles,
@@ -132,27 +132,47 @@ def test_mouth_interior_comes_from_the_driver(astronaut: np.ndarray, astronaut_l
     assert (greenness(result[around]) > 80).sum() == 0
 
 
-def test_fan_map_is_exact_on_the_outline_and_affine_when_the_outlines_are() -> None:
-    angles = np.linspace(0, 2 * np.pi, 20, endpoint=False) + 0.1
-    outline = np.stack([30 + 20 * np.cos(angles), 25 + (8 + 4 * np.sin(3 * angles)) * np.sin(angles)], 1)
-    affine = np.array([[1.3, 0.2, 5.0], [-0.1, 0.8, 40.0]])
-    other = outline @ affine[:, :2].T + affine[:, 2]
-    map_x, map_y = fan_map(outline, other, (50, 60))
-    yy, xx = np.mgrid[0:50, 0:60].astype(np.float64)
-    # piecewise affine copies of one affine map are that map, everywhere (inside, outside, across the +-pi seam)
-    np.testing.assert_allclose(map_x, affine[0, 0] * xx + affine[0, 1] * yy + affine[0, 2], atol=1e-3)
-    np.testing.assert_allclose(map_y, affine[1, 0] * xx + affine[1, 1] * yy + affine[1, 2], atol=1e-3)
-    # a pair that is not affine: each fan triangle still maps onto its own, vertices and centroids alike
-    bent = other + np.random.default_rng(0).normal(0, 2, other.shape)
-    centre, bent_centre = outline.mean(0), bent.mean(0)
-    for i in range(len(outline)):
-        j = (i + 1) % len(outline)
-        for point, there in ((outline[i], bent[i]), ((centre + outline[i] + outline[j]) / 3,
-                                                     (bent_centre + bent[i] + bent[j]) / 3)):
-            pixel = np.round(point)
-            map_x, map_y = fan_map(outline + (pixel - point), bent, (50, 60))  # the point on a pixel centre
-            x, y = int(pixel[0]), int(pixel[1])
-            assert (map_x[y, x], map_y[y, x]) == pytest.approx(tuple(there), abs=1e-3)
+def lip_lines(x0: float, x1: float, top: float, bottom: float) -> tuple[np.ndarray, np.ndarray]:
+    """Straight upper and lower lip lines (11, 2) from corner (x0) to corner (x1), at heights top and bottom."""
+    x = np.linspace(x0, x1, 11)
+    return np.stack([x, np.full(11, top)], 1), np.stack([x, np.full(11, bottom)], 1)
+
+
+def test_anchored_map_keeps_the_teeth_at_the_mouths_scale() -> None:
+    """The driver's mouth: 100 px wide, open 20 px. A target mouth as wide and open 60 px reads the top 10 px
+    of the driver's opening under its upper lip and the bottom 10 under its lower lip, unstretched, and is dark
+    between; twice as wide and open 80 px, it reads them at twice the size."""
+    driver = lip_lines(10, 110, 20, 40)
+    map_x, map_y, dark = anchored_map(*lip_lines(20, 120, 50, 110), *driver, (130, 140))
+    col = 70  # the middle of both mouths: driver x 60
+    assert map_x[55, col] == pytest.approx(60, abs=1e-3)
+    assert map_y[55, col] == pytest.approx(25, abs=1e-3)  # 5 px under the upper lip: 5 px under the driver's
+    assert map_y[105, col] == pytest.approx(35, abs=1e-3)  # 5 px over the lower lip, likewise
+    assert dark[52, col] == 0 and dark[108, col] == 0
+    assert dark[80, col] == 1  # the driver's teeth meet: nothing of it is stretched into the gap
+    assert map_y[45, col] == pytest.approx(20) and map_y[115, col] == pytest.approx(40)  # outside: at its lips
+    map_x, map_y, dark = anchored_map(*lip_lines(20, 220, 50, 130), *driver, (140, 240))
+    assert map_y[60, 120] == pytest.approx(25, abs=1e-3)  # 10 px here is 5 px there
+    assert map_x[60, 120] == pytest.approx(60, abs=1e-3)
+    assert dark[60, 120] == 0 and dark[90, 120] == 1
+
+
+def test_anchored_map_squeezes_a_smaller_opening_and_stretches_only_the_middle_of_a_larger() -> None:
+    driver = lip_lines(10, 110, 20, 120)  # open 100 px: 18 px of teeth under each lip, a 64 px middle
+    # a mouth as wide and open only 50 px: the whole column squeezed evenly, nothing dark
+    map_x, map_y, dark = anchored_map(*lip_lines(20, 120, 50, 100), *driver, (130, 140))
+    np.testing.assert_allclose(map_y[50:101, 70], 20 + 2 * np.arange(51), atol=1e-3)
+    assert dark.max() == 0
+    # open 132 px: the teeth bands unchanged, the 96 px middle reads the driver's 64 (stretched 1.5 times)
+    map_x, map_y, dark = anchored_map(*lip_lines(20, 120, 50, 182), *driver, (200, 140))
+    np.testing.assert_allclose(map_y[50:68, 70], 20 + np.arange(18), atol=1e-3)
+    np.testing.assert_allclose(map_y[164:183, 70], 102 + np.arange(19), atol=1e-3)
+    np.testing.assert_allclose(map_y[68:165:12, 70], 38 + np.arange(0, 97, 12) / 1.5, atol=1e-3)
+    assert dark[116, 70] == pytest.approx(0.25)  # a tongue stretched 1.5 times darkens a little
+    # exactly as open as the driver at scale: one even map whichever way it is read
+    map_x, map_y, dark = anchored_map(*lip_lines(20, 120, 50, 150), *driver, (160, 140))
+    np.testing.assert_allclose(map_y[50:151, 70], 20 + np.arange(101), atol=1e-3)
+    assert dark.max() == 0
 
 
 def blueness(pixels: np.ndarray) -> np.ndarray:

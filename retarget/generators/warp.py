@@ -771,17 +771,20 @@ def lip_gap(points: np.ndarray) -> float:
 
 def _driver_interior(outline: np.ndarray, size: tuple[int, int], drive_image: np.ndarray,
                      drive_points: np.ndarray, crop: np.ndarray, src: np.ndarray) -> np.ndarray:
-    """(h, w, 3) float32: the driver's mouth interior mapped onto ``outline`` (20, 2), the inner-lip loop in
-    the output's pixels: each point of the loop reads its own point of the driver's loop, drawn a little
-    inwards (``_LIP_RIM``), so neither the driver's lips nor the target's stretched ones show as a rim."""
+    """(h, w, 3) float32: the driver's mouth interior put into ``outline`` (20, 2), the inner-lip loop in the
+    output's pixels (``anchored_map``), colour-matched. The driver's loop is first drawn a little inwards
+    (``_LIP_RIM``), so neither the driver's lips nor the target's stretched ones show as a rim. Where the
+    target's mouth opens further than the driver's teeth reach, it is the driver's darkest interior colour."""
     loop = drive_points[lm.INNER_LIP_LOOP].astype(np.float64)
     centre = loop.mean(0)
     rim = _LIP_RIM * face_size(drive_points)
     inward = loop - centre
     loop = loop - inward * np.minimum(1.0, rim / np.maximum(np.linalg.norm(inward, axis=1, keepdims=True), 1e-6))
-    map_x, map_y = fan_map(outline, loop, size)
+    map_x, map_y, dark = anchored_map(*_lip_lines(outline), *_lip_lines(loop), size)
     interior = cv2.remap(drive_image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    return _match_colour(interior, drive_image, drive_points, crop, src)
+    interior = _match_colour(interior, drive_image, drive_points, crop, src)
+    shadow = np.percentile(interior.reshape(-1, 3), 25, axis=0)  # the interior's shadows: throat, tongue's back
+    return interior + (shadow - interior) * dark[..., None]
 
 
 MOUTH_EDGE = 0.25  # the mouth mask is 2 * blurred polygon - this: 1 - this on the outline
@@ -789,33 +792,86 @@ MOUTH_EDGE = 0.25  # the mouth mask is 2 * blurred polygon - this: 1 - this on t
 # How far inside its inner-lip landmarks the driver's mouth interior starts, in face sizes: the landmarks lie on
 # the wet inside of the lips, so the ring just inside them is lip, which showed as a pale rim in the target.
 _LIP_RIM = 0.012
+# The height of the band of teeth under each lip, in mouth widths (an incisor shows about a fifth of the width).
+_TEETH = 0.18
+# Output pixels over which the teeth give way to the dark gap between them, where a mouth opens further than the
+# driver's teeth reach; and the stretch of the driver's middle band at which that gap is fully dark (its middle
+# stretched 1 + this times; a smile's teeth that meet have no middle at all).
+_GAP_RAMP = 2.0
+_DARK_STRETCH = 2.0
 
 
-def fan_map(outline: np.ndarray, other: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Remap tables (h, w) float32 taking the pixels around the closed polygon ``outline`` (N, 2) to the same
-    places relative to ``other`` (N, 2): piecewise affine on the fans of triangles from each polygon's mean
-    point to its vertices. A pixel belongs to the fan triangle between the two spokes on either side of it
-    (the polygon is star-shaped from its mean, as a mouth opening is); pixels outside the polygon continue
-    their triangle's map."""
+def _lip_lines(loop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The inner-lip loop (20, 2) in ``INNER_LIP_LOOP`` order, as its upper and lower lines (11, 2) each, from
+    the same mouth corner to the other."""
+    n = len(lm.INNER_LIP_UPPER)
+    return loop[:n], np.concatenate([loop[:1], loop[n:][::-1], loop[n - 1:n]])
+
+
+def _mouth_axes(upper: np.ndarray, lower: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """A mouth's own frame from its lip lines (N, 2), corner to corner: origin (2,) at the first corner, unit
+    vectors along the mouth (2,) and across it (2,, from the upper lip towards the lower), and its width."""
+    origin, end = (upper[0] + lower[0]) / 2, (upper[-1] + lower[-1]) / 2
+    width = max(float(np.linalg.norm(end - origin)), 1e-6)
+    along = (end - origin) / width
+    across = np.array([-along[1], along[0]])
+    if (lower.mean(0) - upper.mean(0)) @ across < 0:
+        across = -across
+    return origin, along, across, width
+
+
+def _lip_profile(line: np.ndarray, axes: tuple[np.ndarray, np.ndarray, np.ndarray, float],
+                 share: np.ndarray) -> np.ndarray:
+    """How far across the mouth (pixels, ``_mouth_axes``) the lip ``line`` (N, 2) lies at each ``share`` (any
+    shape, 0-1) of the mouth's width."""
+    origin, along, across, width = axes
+    rel = line - origin
+    at, depth = rel @ along / width, rel @ across
+    order = np.argsort(at)
+    return np.interp(share, at[order], depth[order]).astype(np.float32)
+
+
+def anchored_map(upper: np.ndarray, lower: np.ndarray, other_upper: np.ndarray, other_lower: np.ndarray,
+                 size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Remap tables (h, w) float32 that put another mouth's interior, between its lip lines ``other_upper`` and
+    ``other_lower`` (N, 2, corner to corner), into this mouth's (``upper``, ``lower``), and (h, w) float32 0-1:
+    how dark each pixel should be, as the gap between teeth that the other mouth does not show.
+
+    Teeth do not stretch: the upper teeth hang from the upper lip, the lower ones stand on the lower lip. Each
+    column across the mouth reads the same share of the other's width. Where this mouth opens further than
+    the other at the scale of their widths, the band under each lip as tall as the other's teeth
+    (``_TEETH`` of its width, at most half its opening) keeps that scale, and only the middle stretches: the
+    tongue and throat of an open mouth. Where the other's middle is thin (teeth that meet, in a smile), it
+    would stretch into streaks, so it darkens instead, as the stretch grows. Where this mouth opens less, the
+    whole column is squeezed evenly. A pixel outside the lips reads the other's interior at its lip.
+    """
     h, w = size
-    centre = outline.mean(0)
-    angle = np.arctan2(outline[:, 1] - centre[1], outline[:, 0] - centre[0]).astype(np.float32)
-    order = np.argsort(angle)
-    # the affine map of each fan triangle (centre, spoke s, spoke s + 1 in angular order): (N, 2, 3), solved in
-    # the least-squares sense (a sliver's is near singular)
-    corners = np.stack([np.broadcast_to(centre, (len(order), 2)), outline[order], outline[np.roll(order, -1)]], 1)
-    targets = np.stack([np.broadcast_to(other.mean(0), (len(order), 2)), other[order], other[np.roll(order, -1)]], 1)
-    frm = np.concatenate([corners, np.ones((len(order), 3, 1))], 2)  # (N, 3, 3)
-    maps = (np.linalg.pinv(frm) @ targets).transpose(0, 2, 1).astype(np.float32)
-    x = np.arange(w, dtype=np.float32)[None, :]
-    y = np.arange(h, dtype=np.float32)[:, None]
-    slot = np.searchsorted(angle[order], np.arctan2(y - np.float32(centre[1]), x - np.float32(centre[0]))) - 1
-    slot %= len(order)  # the spokes on either side of each pixel: s and s + 1
-
-    def term(row: int, col: int) -> np.ndarray:
-        return np.take(maps[:, row, col], slot)
-
-    return (term(0, 0) * x + term(0, 1) * y + term(0, 2), term(1, 0) * x + term(1, 1) * y + term(1, 2))
+    axes, other = _mouth_axes(upper, lower), _mouth_axes(other_upper, other_lower)
+    scale = np.float32(axes[3] / other[3])
+    x = np.arange(w, dtype=np.float32)[None, :] - np.float32(axes[0][0])
+    y = np.arange(h, dtype=np.float32)[:, None] - np.float32(axes[0][1])
+    share = np.clip((x * np.float32(axes[1][0]) + y * np.float32(axes[1][1])) / np.float32(axes[3]), 0.0, 1.0)
+    depth = x * np.float32(axes[2][0]) + y * np.float32(axes[2][1])
+    top, bottom = _lip_profile(upper, axes, share), _lip_profile(lower, axes, share)
+    other_top, other_bottom = _lip_profile(other_upper, other, share), _lip_profile(other_lower, other, share)
+    opening, other_opening = np.maximum(bottom - top, 1e-3), np.maximum(other_bottom - other_top, 0.0)
+    teeth = np.minimum(other_opening / 2, np.float32(_TEETH * other[3]))  # the other's, its pixels
+    middle, other_middle = opening - 2 * scale * teeth, other_opening - 2 * teeth
+    wider = middle >= scale * other_middle  # this mouth opens further than the other at their scale
+    inside = np.clip(depth - top, 0.0, opening)  # pixels below this mouth's upper lip, within its opening
+    squeezed = other_top + inside * other_opening / opening
+    in_middle = np.clip(inside - scale * teeth, 0.0, np.maximum(middle, 0.0))
+    anchored = np.where(inside < scale * teeth, other_top + inside / scale,
+                        np.where(opening - inside < scale * teeth, other_bottom - (opening - inside) / scale,
+                                 other_top + teeth + in_middle * other_middle / np.maximum(middle, 1e-3)))
+    other_depth = np.where(wider, anchored, squeezed)
+    stretch = np.maximum(middle, 0.0) / np.maximum(scale * other_middle, 1e-3)
+    band = np.clip(np.minimum(inside - scale * teeth, opening - scale * teeth - inside) / _GAP_RAMP + 0.5, 0.0, 1.0)
+    dark = np.where(wider, np.clip((stretch - 1.0) / _DARK_STRETCH, 0.0, 1.0) * band, 0.0)
+    along = share * np.float32(other[3])
+    map_x = other[0][0] + along * other[1][0] + other_depth * other[2][0]
+    map_y = other[0][1] + along * other[1][1] + other_depth * other[2][1]
+    return map_x.astype(np.float32), map_y.astype(np.float32), dark.astype(np.float32)
 
 
 def _cavity(outline: np.ndarray, size: tuple[int, int], crop: np.ndarray, src: np.ndarray) -> np.ndarray:
