@@ -281,6 +281,8 @@ UPPER_MEASURES = frozenset({"inner_brow_height", "outer_brow_height", "brow_frow
 # The cheeks rise with a smile, so in a clip that smiles most of the time their median is a smile's: their resting
 # value comes from the closed-lip frames, as the mouth's does.
 _CHEEK_MEASURES = frozenset({"cheek_height"})
+# Added to the score of a frame whose lips are apart, so the mouth's frame has closed lips wherever the clip has any.
+_NOT_CLOSED = 100.0
 # A frame whose eyes are open less than this share of the clip's median opening is a blink, not a resting face.
 _AWAKE_SHARE = 0.7
 
@@ -340,8 +342,10 @@ def pick_neutral(shapes: np.ndarray, found: np.ndarray, times: np.ndarray,
                  at_time: float | None = None, window: int = 2) -> Neutral:
     """Choose the neutral reference: the least expressive face, or the frame nearest ``at_time`` seconds.
 
-    Without a time, the mouth and the upper face are chosen apart (``expressiveness``), each the calmest frame
-    for its own part, and joined (``upper_share``). Each part is the median over found frames within ``window``
+    Without a time, the mouth comes from the frame with closed lips that is calmest over the whole face, the
+    brows and eyes from the frame calmest over the upper face (``expressiveness``), and the two are joined
+    (``upper_share``). The
+    mouth's frame is ``index``: a still target's head follows the driver's pose from there. Each part is the median over found frames within ``window``
     frames of its index, which damps tracking noise in the reference.
     """
     good = np.flatnonzero(found)
@@ -351,7 +355,11 @@ def pick_neutral(shapes: np.ndarray, found: np.ndarray, times: np.ndarray,
         idx = upper_idx = int(good[np.argmin(np.abs(times[good] - at_time))])
     else:
         upper, lower = expressiveness(shapes[good])
-        idx, upper_idx = int(good[_calmest(lower, window)]), int(good[_calmest(upper, window)])
+        # the mouth's frame has closed lips where the clip has any, and is the calmest of those over the face
+        lips = raw_measures(shapes[good])["lip_gap"]
+        closed = lips <= np.nanpercentile(lips, 5) + 0.02
+        idx = int(good[_calmest(lower + upper + np.where(closed, 0.0, _NOT_CLOSED), window)])
+        upper_idx = int(good[_calmest(upper, window)])
 
     def around(index: int) -> np.ndarray:
         return np.median(shapes[good[np.abs(good - index) <= window]], axis=0)
