@@ -21,6 +21,7 @@ from retarget import landmarks as lm
 from retarget.face import FaceTracker
 from retarget.generators import FaceEdit, make_generator
 from retarget.compose import paste
+from retarget.quiet import native_stderr_silenced
 
 HERE = Path(__file__).resolve().parent
 FPS = 25
@@ -72,7 +73,7 @@ def speech_audio(seconds: float, rate: int = 16000) -> np.ndarray:
 
 
 def write_driver(face_image: np.ndarray, path: Path) -> None:
-    with FaceTracker(still=True) as tracker:
+    with native_stderr_silenced(), FaceTracker(still=True) as tracker:  # mediapipe's native log lines
         points = tracker(face_image)
     if points is None:
         raise SystemExit("no face found in the sample photo")
