@@ -21,12 +21,12 @@ class ClipAnalysis:
 
     @property
     def neutral_time(self) -> float:
-        """Seconds: where the neutral's mouth and cheeks were taken."""
+        """Seconds: where the neutral's mouth was taken."""
         return float(self.track.times[self.expression.neutral_index])
 
     @property
     def upper_neutral_time(self) -> float:
-        """Seconds: where the neutral's brows and eyes were taken."""
+        """Seconds: where the neutral's brows, eyes and cheeks were taken."""
         upper = self.expression.upper_neutral_index
         return float(self.track.times[self.expression.neutral_index if upper is None else upper])
 

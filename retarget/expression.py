@@ -271,11 +271,10 @@ def au_intensities(shapes: np.ndarray, neutral: np.ndarray, population_neutral: 
     return np.nan_to_num(out)
 
 
-# The measures the upper face (brows, lids and cheeks: every landmark they read lies where ``upper_share`` is 1)
-# sets. The rest move with the mouth, and a clip's
-# resting mouth (lips closed) and resting brows need not come in the same frame: drv_lp_d10 talks throughout and
-# closes her lips mostly while she raises her brows and widens her eyes, so the one calmest frame had brows
-# 5 AU above her usual ones, and every output frowned and squinted against it.
+# The measures the upper face sets (brows, lids and cheeks: every landmark they read lies where ``upper_share`` is
+# 1); the rest move with the mouth. A clip's resting mouth (lips closed) and resting brows need not come in the
+# same frame: drv_lp_d10 talks throughout and closes her lips mostly while she raises her brows and widens her
+# eyes, so the one calmest frame had brows 5 AU above her usual ones, and every output frowned and squinted.
 UPPER_MEASURES = frozenset({"inner_brow_height", "outer_brow_height", "brow_frown_height", "upper_lid_height",
                             "lower_lid_height", "cheek_height", "eye_opening"})
 # The cheeks rise with a smile, so in a clip that smiles most of the time their median is a smile's: their resting
@@ -287,9 +286,16 @@ _NOT_CLOSED = 100.0
 _AWAKE_SHARE = 0.7
 
 
-def expressiveness(shapes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _closed_lips(lip_gap: np.ndarray) -> np.ndarray:
+    """(T,) bool: the frames whose ``lip_gap`` (T,) is among the clip's smallest. A low percentile still finds
+    closed lips when few frames have them (a clip that smiles or talks 90% of the time), where the 20th
+    percentile would already count open mouths."""
+    return lip_gap <= np.nanpercentile(lip_gap, 5) + 0.02
+
+
+def expressiveness(shapes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(T,) upper-face and (T,) lower-face distance of each frame from a resting face, in units of the AU full
-    scales, without knowing the neutral yet.
+    scales, without knowing the neutral yet, and (T,) bool: which frames have closed lips (``_closed_lips``).
 
     The brows and lids rest where they spend most of their time: their measures are compared with their medians
     over the frames with open eyes. A resting mouth has its lips closed, even in a clip that smiles or talks
@@ -299,9 +305,8 @@ def expressiveness(shapes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     meas = raw_measures(shapes)
     lip_gap, eye_open = meas["lip_gap"], meas["eye_opening"]
     awake = eye_open >= _AWAKE_SHARE * np.nanmedian(eye_open)
-    # closed lips are the smallest gaps; a low percentile still finds them when few frames have them (a clip
-    # that smiles or talks 90% of the time), where the 20th percentile would already count open mouths
-    resting = (lip_gap <= np.nanpercentile(lip_gap, 5) + 0.02) & (eye_open >= 0.85 * np.nanpercentile(eye_open, 75))
+    closed = _closed_lips(lip_gap)
+    resting = closed & (eye_open >= 0.85 * np.nanpercentile(eye_open, 75))
     scores = {True: np.zeros(shapes.shape[0]), False: np.zeros(shapes.shape[0])}
     for name in sorted({m.measure for m in AU_MEASURES.values()}):
         m = next(a for a in AU_MEASURES.values() if a.measure == name)
@@ -310,7 +315,7 @@ def expressiveness(shapes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         x = meas[name]
         rest = np.nanmedian(x[frames] if frames.any() else x)
         scores[upper] += np.abs(x - rest) / (max(abs(rest), 1e-6) if m.relative else 1.0) / m.full_scale
-    return scores[True], scores[False]
+    return scores[True], scores[False], closed
 
 
 def upper_share(shape: np.ndarray) -> np.ndarray:
@@ -324,8 +329,8 @@ def upper_share(shape: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Neutral:
-    """A clip's neutral reference: its mouth and cheeks from around frame ``index``, its brows and eyes from
-    around ``upper_index`` (the same frame when a time was given), blended over the nose (``upper_share``)."""
+    """A clip's neutral reference: its mouth from around frame ``index``, its brows, eyes and cheeks from around
+    ``upper_index`` (the same frame when a time was given), blended over the nose (``upper_share``)."""
 
     index: int
     upper_index: int
@@ -344,9 +349,9 @@ def pick_neutral(shapes: np.ndarray, found: np.ndarray, times: np.ndarray,
 
     Without a time, the mouth comes from the frame with closed lips that is calmest over the whole face, the
     brows and eyes from the frame calmest over the upper face (``expressiveness``), and the two are joined
-    (``upper_share``). The
-    mouth's frame is ``index``: a still target's head follows the driver's pose from there. Each part is the median over found frames within ``window``
-    frames of its index, which damps tracking noise in the reference.
+    (``upper_share``). The mouth's frame is ``index``: a still target's head follows the driver's pose from
+    there. Each part is the median over found frames within ``window`` frames of its index, which damps
+    tracking noise in the reference.
     """
     good = np.flatnonzero(found)
     if len(good) == 0:
@@ -354,10 +359,8 @@ def pick_neutral(shapes: np.ndarray, found: np.ndarray, times: np.ndarray,
     if at_time is not None:
         idx = upper_idx = int(good[np.argmin(np.abs(times[good] - at_time))])
     else:
-        upper, lower = expressiveness(shapes[good])
+        upper, lower, closed = expressiveness(shapes[good])
         # the mouth's frame has closed lips where the clip has any, and is the calmest of those over the face
-        lips = raw_measures(shapes[good])["lip_gap"]
-        closed = lips <= np.nanpercentile(lips, 5) + 0.02
         idx = int(good[_calmest(lower + upper + np.where(closed, 0.0, _NOT_CLOSED), window)])
         upper_idx = int(good[_calmest(upper, window)])
 

@@ -85,10 +85,11 @@ class Expression:
 
     normalised: np.ndarray  # (T, 478, 3) pose-normalised landmarks (unit: the face's rigid-set RMS radius)
     neutral: np.ndarray  # (478, 3) pose-normalised neutral reference shape
-    neutral_index: int  # the frame the neutral reference's mouth and cheeks were taken around
+    neutral_index: int  # the frame the neutral reference's mouth was taken around
     aus: np.ndarray  # (T, 17) float32 intensities 0-5 in AU_NAMES order
     found: np.ndarray  # (T,) bool
-    upper_neutral_index: int | None = None  # the frame its brows and eyes were taken around (None: neutral_index)
+    # the frame its brows, eyes and cheeks were taken around (None: neutral_index)
+    upper_neutral_index: int | None = None
 
     @property
     def displacement(self) -> np.ndarray:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -774,7 +775,7 @@ def _driver_interior(outline: np.ndarray, size: tuple[int, int], drive_image: np
     """(h, w, 3) float32: the driver's mouth interior put into ``outline`` (20, 2), the inner-lip loop in the
     output's pixels (``anchored_map``), colour-matched. The driver's loop is first drawn a little inwards
     (``_LIP_RIM``), so neither the driver's lips nor the target's stretched ones show as a rim. Where the
-    target's mouth opens further than the driver's teeth reach, it is the driver's darkest interior colour."""
+    target's mouth opens further than the driver's teeth reach, it darkens towards the interior's shadows."""
     loop = drive_points[lm.INNER_LIP_LOOP].astype(np.float64)
     centre = loop.mean(0)
     rim = _LIP_RIM * face_size(drive_points)
@@ -794,9 +795,9 @@ MOUTH_EDGE = 0.25  # the mouth mask is 2 * blurred polygon - this: 1 - this on t
 _LIP_RIM = 0.012
 # The height of the band of teeth under each lip, in mouth widths (an incisor shows about a fifth of the width).
 _TEETH = 0.18
-# Output pixels over which the teeth give way to the dark gap between them, where a mouth opens further than the
-# driver's teeth reach; and the stretch of the driver's middle band at which that gap is fully dark (its middle
-# stretched 1 + this times; a smile's teeth that meet have no middle at all).
+# Where a mouth opens further than the driver's teeth reach: the output pixels over which the teeth give way to
+# the dark gap between them, and how far the driver's middle band must stretch beyond 1x for that gap to be fully
+# dark (at 1 + this times; a smile's teeth that meet have no middle at all, so any stretch darkens fully).
 _GAP_RAMP = 2.0
 _DARK_STRETCH = 2.0
 
@@ -808,25 +809,31 @@ def _lip_lines(loop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return loop[:n], np.concatenate([loop[:1], loop[n:][::-1], loop[n - 1:n]])
 
 
-def _mouth_axes(upper: np.ndarray, lower: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    """A mouth's own frame from its lip lines (N, 2), corner to corner: origin (2,) at the first corner, unit
-    vectors along the mouth (2,) and across it (2,, from the upper lip towards the lower), and its width."""
+class MouthAxes(NamedTuple):
+    """A mouth's own frame, in pixels."""
+
+    origin: np.ndarray  # (2,) the first corner
+    along: np.ndarray  # (2,) unit vector from that corner to the other
+    across: np.ndarray  # (2,) unit vector from the upper lip towards the lower
+    width: float  # corner to corner
+
+
+def _mouth_axes(upper: np.ndarray, lower: np.ndarray) -> MouthAxes:
+    """A mouth's own frame from its lip lines (N, 2), corner to corner."""
     origin, end = (upper[0] + lower[0]) / 2, (upper[-1] + lower[-1]) / 2
     width = max(float(np.linalg.norm(end - origin)), 1e-6)
     along = (end - origin) / width
     across = np.array([-along[1], along[0]])
     if (lower.mean(0) - upper.mean(0)) @ across < 0:
         across = -across
-    return origin, along, across, width
+    return MouthAxes(origin, along, across, width)
 
 
-def _lip_profile(line: np.ndarray, axes: tuple[np.ndarray, np.ndarray, np.ndarray, float],
-                 share: np.ndarray) -> np.ndarray:
-    """How far across the mouth (pixels, ``_mouth_axes``) the lip ``line`` (N, 2) lies at each ``share`` (any
-    shape, 0-1) of the mouth's width."""
-    origin, along, across, width = axes
-    rel = line - origin
-    at, depth = rel @ along / width, rel @ across
+def _lip_profile(line: np.ndarray, axes: MouthAxes, share: np.ndarray) -> np.ndarray:
+    """How far across the mouth (pixels along ``axes.across``) the lip ``line`` (N, 2) lies at each ``share``
+    (any shape, 0-1) of the mouth's width."""
+    rel = line - axes.origin
+    at, depth = rel @ axes.along / axes.width, rel @ axes.across
     order = np.argsort(at)
     return np.interp(share, at[order], depth[order]).astype(np.float32)
 
@@ -847,15 +854,16 @@ def anchored_map(upper: np.ndarray, lower: np.ndarray, other_upper: np.ndarray, 
     """
     h, w = size
     axes, other = _mouth_axes(upper, lower), _mouth_axes(other_upper, other_lower)
-    scale = np.float32(axes[3] / other[3])
-    x = np.arange(w, dtype=np.float32)[None, :] - np.float32(axes[0][0])
-    y = np.arange(h, dtype=np.float32)[:, None] - np.float32(axes[0][1])
-    share = np.clip((x * np.float32(axes[1][0]) + y * np.float32(axes[1][1])) / np.float32(axes[3]), 0.0, 1.0)
-    depth = x * np.float32(axes[2][0]) + y * np.float32(axes[2][1])
+    scale = np.float32(axes.width / other.width)
+    along_x, along_y, across_x, across_y = (np.float32(v) for v in (*axes.along, *axes.across))
+    x = np.arange(w, dtype=np.float32)[None, :] - np.float32(axes.origin[0])
+    y = np.arange(h, dtype=np.float32)[:, None] - np.float32(axes.origin[1])
+    share = np.clip((x * along_x + y * along_y) / np.float32(axes.width), 0.0, 1.0)
+    depth = x * across_x + y * across_y
     top, bottom = _lip_profile(upper, axes, share), _lip_profile(lower, axes, share)
     other_top, other_bottom = _lip_profile(other_upper, other, share), _lip_profile(other_lower, other, share)
     opening, other_opening = np.maximum(bottom - top, 1e-3), np.maximum(other_bottom - other_top, 0.0)
-    teeth = np.minimum(other_opening / 2, np.float32(_TEETH * other[3]))  # the other's, its pixels
+    teeth = np.minimum(other_opening / 2, np.float32(_TEETH * other.width))  # the other's, its pixels
     middle, other_middle = opening - 2 * scale * teeth, other_opening - 2 * teeth
     wider = middle >= scale * other_middle  # this mouth opens further than the other at their scale
     inside = np.clip(depth - top, 0.0, opening)  # pixels below this mouth's upper lip, within its opening
@@ -868,9 +876,9 @@ def anchored_map(upper: np.ndarray, lower: np.ndarray, other_upper: np.ndarray, 
     stretch = np.maximum(middle, 0.0) / np.maximum(scale * other_middle, 1e-3)
     band = np.clip(np.minimum(inside - scale * teeth, opening - scale * teeth - inside) / _GAP_RAMP + 0.5, 0.0, 1.0)
     dark = np.where(wider, np.clip((stretch - 1.0) / _DARK_STRETCH, 0.0, 1.0) * band, 0.0)
-    along = share * np.float32(other[3])
-    map_x = other[0][0] + along * other[1][0] + other_depth * other[2][0]
-    map_y = other[0][1] + along * other[1][1] + other_depth * other[2][1]
+    along = share * np.float32(other.width)
+    map_x = other.origin[0] + along * other.along[0] + other_depth * other.across[0]
+    map_y = other.origin[1] + along * other.along[1] + other_depth * other.across[1]
     return map_x.astype(np.float32), map_y.astype(np.float32), dark.astype(np.float32)
 
 
