@@ -71,7 +71,7 @@ def build_plan(drive: DriveMotion, target: ClipAnalysis, still_target: bool, con
     # 2. transfer to the target's proportions, on the target's neutral, with the region and AU gains
     shapes = transfer_with_gains(disp, drive.neutral, t_expr.neutral, drive_aus, current, config)
     if not still_target:
-        shapes = keep_own_closures(shapes, current)
+        shapes = keep_own_closures(shapes, current, t_expr.neutral)
     # 3. into the frame: the change on the target's own landmarks, or for a still the driver's head motion too
     landmarks = target.track.landmarks
     if still_target:
@@ -129,20 +129,34 @@ def resolve_gains(config: RetargetConfig) -> tuple[dict[str, float], np.ndarray]
     return regions, au_gain
 
 
-def keep_own_closures(shapes: np.ndarray, current: np.ndarray) -> np.ndarray:
-    """Where the target's own eye is more closed than the transferred one, keep its own lids.
+# How far the warp may open a target eye beyond its own opening in the frame, as a factor: it stretches the
+# eyeball it can see, so a narrowed (laughing) eye can open back to about its neutral. A shut eye shows no eyeball
+# to stretch: below ``EYE_SHUT`` of its neutral opening it keeps its own lids, and the factor ramps up to
+# ``EYE_STRETCH`` by twice that.
+EYE_STRETCH = 1.5
+EYE_SHUT = 0.25
+
+
+def keep_own_closures(shapes: np.ndarray, current: np.ndarray, neutral: np.ndarray) -> np.ndarray:
+    """Open the target's eyes no further than the warp can: lids (T, 478, 3) of ``shapes`` that open an eye more
+    than ``EYE_STRETCH`` times its own opening in ``current`` (T, 478, 3) are moved back towards its own lids.
 
     A warp cannot open an eye that is closed in the target frame (there is no eyeball to show), so the target's
-    own blinks stay and the driver's are added.
+    own blinks stay and the driver's are added. A narrowed eye opens as far as its visible eyeball stretches
+    well. ``neutral`` (478, 3) is the target's neutral, whose opening tells a narrowed eye from a shut one.
     """
     out = shapes.copy()
     for pairs in (lm.RIGHT_LID_PAIRS, lm.LEFT_LID_PAIRS):
-        own = current[:, pairs[:, 1], 1] - current[:, pairs[:, 0], 1]
-        new = out[:, pairs[:, 1], 1] - out[:, pairs[:, 0], 1]
-        closer = (own < new).mean(1) > 0.5  # (T,) the target's own eye is the more closed one
-        for col in (0, 1):
-            idx = pairs[:, col]
-            out[:, idx] = np.where(closer[:, None, None], current[:, idx], out[:, idx])
+        own = (current[:, pairs[:, 1], 1] - current[:, pairs[:, 0], 1]).mean(1)  # (T,)
+        new = (out[:, pairs[:, 1], 1] - out[:, pairs[:, 0], 1]).mean(1)
+        rest = max(float((neutral[pairs[:, 1], 1] - neutral[pairs[:, 0], 1]).mean()), 1e-6)
+        awake = np.clip((own / rest - EYE_SHUT) / EYE_SHUT, 0.0, 1.0)  # 0: shut, 1: open enough to stretch fully
+        allowed = np.maximum(own, 0.0) * (1.0 + (EYE_STRETCH - 1.0) * awake)
+        limited = np.flatnonzero(new > allowed)
+        share = np.clip((allowed[limited] - own[limited]) / (new[limited] - own[limited]), 0.0, 1.0)
+        idx = pairs.ravel()
+        kept = current[limited][:, idx]
+        out[limited[:, None], idx[None, :]] = kept + share[:, None, None] * (out[limited][:, idx] - kept)
     return out
 
 

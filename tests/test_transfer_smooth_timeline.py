@@ -10,7 +10,7 @@ from retarget import landmarks as lm
 from retarget.analysis import analyse_clip
 from retarget.config import RetargetConfig
 from retarget.motion import from_clip
-from retarget.plan import build_plan, keep_own_closures, soft_limit, soft_limit_rotation
+from retarget.plan import EYE_SHUT, EYE_STRETCH, build_plan, keep_own_closures, soft_limit, soft_limit_rotation
 from retarget.smooth import fill_gaps, savgol, smooth, window_frames
 from retarget.timeline import (drive_times, ease_after_end, gap_weights, hold_and_release, nearest_index,
                                sample)
@@ -267,10 +267,39 @@ def test_keep_own_closures(astronaut_neutral: np.ndarray) -> None:
     own_blink = close_eyes(neutral)
     transferred = np.stack([neutral, neutral, close_eyes(neutral)])
     current = np.stack([neutral, own_blink, neutral])
-    out = keep_own_closures(transferred, current)
+    out = keep_own_closures(transferred, current, neutral)
     np.testing.assert_array_equal(out[0], neutral)
     np.testing.assert_array_equal(out[1], keep_lids(neutral, own_blink))  # the target's own blink stays
     np.testing.assert_array_equal(out[2], transferred[2])  # the driver's blink is added
+
+
+def eye_opened(neutral: np.ndarray, share: float) -> np.ndarray:
+    """``neutral`` with both eyes open ``share`` of its own opening (the upper lids moved)."""
+    return neutral + (1.0 - share) * (close_eyes(neutral) - neutral)
+
+
+def openings(shapes: np.ndarray, neutral: np.ndarray) -> np.ndarray:
+    """(T, 2) each eye's mean lid gap in ``shapes`` (T, 478, 3), as a share of ``neutral``'s."""
+    gap = [(shapes[:, p[:, 1], 1] - shapes[:, p[:, 0], 1]).mean(1)
+           / (neutral[p[:, 1], 1] - neutral[p[:, 0], 1]).mean() for p in (lm.RIGHT_LID_PAIRS, lm.LEFT_LID_PAIRS)]
+    return np.stack(gap, 1)
+
+
+def test_a_narrowed_target_eye_opens_as_far_as_it_stretches(astronaut_neutral: np.ndarray) -> None:
+    """A laughing target's narrowed eye takes the driver's opening up to EYE_STRETCH times its own; a nearly shut
+    one hardly opens (a shut one not at all, above)."""
+    neutral = astronaut_neutral.astype(np.float32)
+    own = [0.7, 0.5, 0.3, 0.9]
+    wanted = [1.0, 1.2, 1.0, 0.6]  # the last closes further: the driver's closing always comes through
+    current = np.stack([eye_opened(neutral, s) for s in own])
+    transferred = np.stack([eye_opened(neutral, s) for s in wanted])
+    out = openings(keep_own_closures(transferred, current, neutral), neutral)
+    awake = np.clip((np.array(own) - EYE_SHUT) / EYE_SHUT, 0, 1)
+    expected = np.minimum(wanted, np.array(own) * (1 + (EYE_STRETCH - 1) * awake))
+    np.testing.assert_allclose(out, np.repeat(expected[:, None], 2, 1), atol=1e-4)
+    assert out[0, 0] == pytest.approx(1.0, abs=1e-4)  # a 70% eye opens back to its neutral
+    assert out[1, 0] == pytest.approx(0.75, abs=1e-4)  # a 50% eye opens half as far again, not to 120%
+    assert out[2, 0] < 0.35  # a 30% eye, nearly shut, opens little
 
 
 def pixel_track(frames: list[np.ndarray], fps: float) -> Track:
