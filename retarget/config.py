@@ -29,6 +29,8 @@ class RetargetConfig:
     smooth_pose: float = 0.33  # seconds: window on head pose and target landmarks
     gap_blend: float = 0.2  # seconds: blend in and out of frames where the target's face is lost
     drive_release: float = 0.3  # seconds: time constant of the ease back to neutral when the driver's face is lost
+    eye_borrow: float = 1.0  # seconds: a video target's shut eye that the driver opens takes the open eye of its
+    #                          latest frame this recent with both eyes open (0: off; the eye keeps its own lids)
     crf: int = 18  # H.264 quality (lower = better, bigger)
     x264_preset: str = "veryfast"  # x264 speed preset
     warp: dict[str, Any] = field(default_factory=dict)  # overrides of generators.warp.WarpSettings
@@ -97,7 +99,8 @@ def validate(c: RetargetConfig) -> None:
         raise RetargetError(f"crf must be between 0 and 51, not {c.crf}")
     if c.max_size < 16:
         raise RetargetError(f"max_size must be at least 16 pixels, not {c.max_size}")
-    for name in ("smooth_expression", "smooth_pose", "gap_blend", "drive_release", "head_reach", "head_turn"):
+    for name in ("smooth_expression", "smooth_pose", "gap_blend", "drive_release", "eye_borrow", "head_reach",
+                 "head_turn"):
         if getattr(c, name) < 0:
             raise RetargetError(f"{name} must not be negative")
     _validate_gains(c)

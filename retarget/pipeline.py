@@ -353,12 +353,14 @@ def render(inputs: Inputs, plan: RenderPlan, generator: Generator, config: Retar
         frames = (_still_repeated(image, len(plan)) if image is not None
                   else read_frames(inputs.target.path, keep_source=True))
         person = _person(image, config)
+        lenders = EyeLenders(plan)
         for t, frame in zip(range(len(plan)), _timed_iter(prefetch(frames), timings, "decode")):
             drive_frame = cursor.get(int(plan.drive_index[t])) if cursor is not None else None
             original = frame.image.copy() if preview is not None else None  # the render may paste in place
             with _timed(timings, "generate"):
+                reference = lenders.see(t, frame.image)
                 out, change = _render_frame(frame.image, t, plan, generator, drive_frame, person,
-                                            keep_before=frame.source is not None)
+                                            keep_before=frame.source is not None, reference=reference)
             edit = None if frame.source is None else SourceEdit(frame.source, *change)
             with _timed(timings, "encode"):
                 encoder.submit(writer, preview, drive_frame, original, out, float(plan.times[t]), edit)
@@ -443,13 +445,35 @@ def _person(still: np.ndarray | None, config: RetargetConfig) -> np.ndarray | No
         return person_mask(still)
 
 
+class EyeLenders:
+    """Keeps a copy of the frame the plan's next eye borrowing reads (``RenderPlan.eye_reference``) as frames
+    stream past: one frame at a time, as the references never go back."""
+
+    def __init__(self, plan: RenderPlan) -> None:
+        refs = plan.eye_reference if plan.eye_reference is not None else np.zeros(0, int)
+        self._plan = plan
+        self._wanted = set(int(r) for r in refs[refs >= 0])
+        self._kept: tuple[int, np.ndarray] | None = None
+
+    def see(self, t: int, image: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """Before frame ``t`` (``image``, as decoded) is rendered: the (image, landmarks) its eyes borrow from,
+        or None."""
+        ref = -1 if self._plan.eye_reference is None else int(self._plan.eye_reference[t])
+        lent = None
+        if ref >= 0 and self._kept is not None and self._kept[0] == ref:
+            lent = (self._kept[1], self._plan.source[ref])
+        if t in self._wanted:
+            self._kept = (t, image.copy())  # the render pastes into the decoded frame
+        return lent
+
+
 def _render_frame(image: np.ndarray, t: int, plan: RenderPlan, generator: Generator,
                   drive_frame: Frame | None, person: np.ndarray | None = None,
-                  keep_before: bool = False) -> tuple[np.ndarray, tuple[tuple[int, int, int, int] | None,
-                                                                     np.ndarray | None]]:
+                  keep_before: bool = False, reference: tuple[np.ndarray, np.ndarray] | None = None,
+                  ) -> tuple[np.ndarray, tuple[tuple[int, int, int, int] | None, np.ndarray | None]]:
     """Frame ``t`` (H, W, 3) rendered, and what changed: the box (x0, y0, x1, y1) and, with ``keep_before``,
     its pixels before the change ((y1 - y0, x1 - x0, 3) RGB); ``(None, None)`` when the frame passes through
-    unchanged."""
+    unchanged. ``reference``: an earlier frame with open eyes and its landmarks (``EyeLenders``)."""
     weight = float(plan.weight[t])
     source = plan.source[t]
     if weight <= 0 or not np.isfinite(source).all():
@@ -461,7 +485,9 @@ def _render_frame(image: np.ndarray, t: int, plan: RenderPlan, generator: Genera
     edit = FaceEdit(image=image, source=source, destination=destination.astype(np.float32),
                     relative_aus=(plan.relative_aus[t] * weight).astype(np.float32),
                     drive_image=drive_frame.image if drive_points is not None else None,
-                    drive_landmarks=drive_points, person=person)
+                    drive_landmarks=drive_points, person=person,
+                    reference_image=None if reference is None else reference[0],
+                    reference_landmarks=None if reference is None else reference[1])
     face = generator.generate(edit)
     x0, y0, x1, y1 = face.box
     before = image[y0:y1, x0:x1].copy() if keep_before else None

@@ -46,6 +46,9 @@ class RenderPlan:
     output_aus: np.ndarray  # (T, 17) AUs of the retargeted face relative to the target's neutral
     relative_aus: np.ndarray  # (T, 17) output AUs minus the target frame's own AUs
     drive_landmarks: np.ndarray | None  # (T_drive, 478, 3) the driver video's landmarks per frame, pixels (None: no video)
+    # (T,) int: for a frame whose narrowed target eye the edit opens, an earlier frame with both eyes open to take
+    # the open eye from (``eye_references``); -1: none (the eye opens only as far as the warp stretches it)
+    eye_reference: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.times)
@@ -70,8 +73,16 @@ def build_plan(drive: DriveMotion, target: ClipAnalysis, still_target: bool, con
     drive_aus = au_intensities(drive.neutral[None] + disp, drive.neutral)
     # 2. transfer to the target's proportions, on the target's neutral, with the region and AU gains
     shapes = transfer_with_gains(disp, drive.neutral, t_expr.neutral, drive_aus, current, config)
+    eye_reference = np.full(len(out_times), -1)
     if not still_target:
-        shapes = keep_own_closures(shapes, current, t_expr.neutral)
+        # an eye narrower than open that the driver opens can take an earlier frame's open eye (the generator
+        # decides whether it needs to); the others open only as far as the warp can stretch them
+        own, wanted = eye_openings(current, t_expr.neutral), eye_openings(shapes, t_expr.neutral)
+        opens = ((own < EYE_OPEN) & (wanted > own)).any(1)
+        earlier = eye_references(current, t_expr.neutral, t_expr.found, out_times, config.eye_borrow)
+        eye_reference = np.where(opens & (earlier >= 0), earlier, -1)
+        shapes = np.where((eye_reference >= 0)[:, None, None], shapes,
+                          keep_own_closures(shapes, current, t_expr.neutral))
     # 3. into the frame: the change on the target's own landmarks, or for a still the driver's head motion too
     landmarks = target.track.landmarks
     if still_target:
@@ -90,7 +101,7 @@ def build_plan(drive: DriveMotion, target: ClipAnalysis, still_target: bool, con
         times=out_times, source=source, destination=destination.astype(np.float32), weight=weight,
         drive_index=nearest_index(d_times, at), drive_aus=drive_aus,
         output_aus=output_aus, relative_aus=output_aus - au_intensities(current, t_expr.neutral),
-        drive_landmarks=drive.landmarks,
+        drive_landmarks=drive.landmarks, eye_reference=eye_reference,
     )
 
 
@@ -158,6 +169,35 @@ def keep_own_closures(shapes: np.ndarray, current: np.ndarray, neutral: np.ndarr
         kept = current[limited][:, idx]
         out[limited[:, None], idx[None, :]] = kept + share[:, None, None] * (out[limited][:, idx] - kept)
     return out
+
+
+# How open both of a target's eyes must be, as a share of their neutral opening, for its frame to lend them
+EYE_OPEN = 0.85
+
+
+def eye_openings(shapes: np.ndarray, neutral: np.ndarray) -> np.ndarray:
+    """(T, 2) the right and left eye's mean lid gap in ``shapes`` (T, 478, 3), as a share of ``neutral``'s."""
+    return np.stack([(shapes[:, p[:, 1], 1] - shapes[:, p[:, 0], 1]).mean(1)
+                     / max(float((neutral[p[:, 1], 1] - neutral[p[:, 0], 1]).mean()), 1e-6)
+                     for p in (lm.RIGHT_LID_PAIRS, lm.LEFT_LID_PAIRS)], 1)
+
+
+def eye_references(current: np.ndarray, neutral: np.ndarray, found: np.ndarray, times: np.ndarray,
+                   seconds: float) -> np.ndarray:
+    """(T,) for each frame between two frames with both of the target's eyes open (``EYE_OPEN``, face found) at
+    most ``seconds`` apart, the earlier of the two (a streaming renderer has seen it); -1 elsewhere.
+
+    So an eye that blinks or narrows briefly can take its open eye from just before; one narrowed for longer
+    (a laugh) never does, and does not jump between a borrowed eye and its own when the borrowing ends.
+    ``current`` (T, 478, 3) are the target's own pose-normalised shapes, ``neutral`` (478, 3).
+    """
+    lender = found & (eye_openings(current, neutral).min(1) >= EYE_OPEN)
+    n = len(times)
+    before = np.maximum.accumulate(np.where(lender, np.arange(n), -1))  # latest lender at or before each frame
+    after = np.minimum.accumulate(np.where(lender, np.arange(n), n)[::-1])[::-1]  # earliest at or after
+    prev = np.concatenate([[-1], before[:-1]])
+    span = np.where((prev >= 0) & (after < n), times[np.minimum(after, n - 1)] - times[np.maximum(prev, 0)], np.inf)
+    return np.where(~lender & (span <= seconds), prev, -1)
 
 
 def still_head_motion(drive: DriveMotion, target: ClipAnalysis, at: np.ndarray, follow: bool,

@@ -12,7 +12,7 @@ from retarget import landmarks as lm
 from retarget.compose import paste
 from retarget.generators import FaceEdit
 from retarget.generators.eyelids import keep_lash_lines, lid_stretch
-from retarget.generators.warp import WarpGenerator, WarpSettings, face_triangles
+from retarget.generators.warp import BORROW_BEYOND, WarpGenerator, WarpSettings, face_triangles, lid_gap
 
 NO_AUS = np.zeros(17, np.float32)
 
@@ -96,3 +96,40 @@ def test_closing_lids_keep_their_lash_line_thin(large: tuple[np.ndarray, np.ndar
     before = blue(painted)
     assert before > 300
     assert blue(warped(painted, points, close_eyes(points))) < 1.6 * before
+
+
+def test_a_shut_eye_is_opened_from_the_reference_frame(astronaut: np.ndarray, astronaut_landmarks: np.ndarray) -> None:
+    """The target's own blink, opened by the edit: the eye comes from the reference frame (its openings painted
+    blue here), not from stretching the shut lid. Without a reference, or opened within BORROW_BEYOND of its
+    own opening, nothing of the reference shows."""
+    open_points = astronaut_landmarks.astype(np.float32)
+    shut_points = close_eyes(open_points)
+    reference = astronaut.copy()
+    for eye in (lm.RIGHT_EYE, lm.LEFT_EYE):
+        reference[polygon_mask(astronaut.shape[:2], open_points[eye, :2])] = (0, 0, 255)
+    generator = WarpGenerator(WarpSettings(head=0.0))
+
+    def render(destination: np.ndarray, lend: bool) -> np.ndarray:
+        edit = FaceEdit(image=astronaut.copy(), source=shut_points, destination=destination.astype(np.float32),
+                        relative_aus=NO_AUS, reference_image=reference if lend else None,
+                        reference_landmarks=open_points if lend else None)
+        return paste(astronaut.copy(), generator.generate(edit)).astype(int)
+
+    def blue_share(image: np.ndarray) -> float:
+        inside = np.zeros(image.shape[:2], bool)
+        for eye in (lm.RIGHT_EYE, lm.LEFT_EYE):
+            core = cv2.erode(polygon_mask(image.shape[:2], open_points[eye, :2]).astype(np.uint8),
+                             np.ones((3, 3), np.uint8))
+            inside |= core > 0
+        blue = (image[..., 2] - np.maximum(image[..., 0], image[..., 1])) > 100
+        return float(blue[inside].mean())
+
+    assert blue_share(render(open_points, lend=True)) > 0.8
+    assert blue_share(render(open_points, lend=False)) == 0.0
+    # a narrowed eye opened within BORROW_BEYOND of its own opening is stretched, not borrowed
+    half = shut_points + 0.5 * (open_points - shut_points)
+    wider = shut_points + 0.6 * (open_points - shut_points)
+    assert lid_gap(wider, lm.RIGHT_LID_PAIRS) < BORROW_BEYOND * lid_gap(half, lm.RIGHT_LID_PAIRS)
+    edit = FaceEdit(image=astronaut.copy(), source=half, destination=wider, relative_aus=NO_AUS,
+                    reference_image=reference, reference_landmarks=open_points)
+    assert blue_share(paste(astronaut.copy(), generator.generate(edit)).astype(int)) == 0.0

@@ -10,7 +10,8 @@ from retarget import landmarks as lm
 from retarget.analysis import analyse_clip
 from retarget.config import RetargetConfig
 from retarget.motion import from_clip
-from retarget.plan import EYE_SHUT, EYE_STRETCH, build_plan, keep_own_closures, soft_limit, soft_limit_rotation
+from retarget.plan import (EYE_SHUT, EYE_STRETCH, build_plan, eye_references, keep_own_closures, soft_limit,
+                           soft_limit_rotation)
 from retarget.smooth import fill_gaps, savgol, smooth, window_frames
 from retarget.timeline import (drive_times, ease_after_end, gap_weights, hold_and_release, nearest_index,
                                sample)
@@ -300,6 +301,51 @@ def test_a_narrowed_target_eye_opens_as_far_as_it_stretches(astronaut_neutral: n
     assert out[0, 0] == pytest.approx(1.0, abs=1e-4)  # a 70% eye opens back to its neutral
     assert out[1, 0] == pytest.approx(0.75, abs=1e-4)  # a 50% eye opens half as far again, not to 120%
     assert out[2, 0] < 0.35  # a 30% eye, nearly shut, opens little
+
+
+def test_a_shut_target_eye_borrows_an_earlier_open_one(astronaut_landmarks: np.ndarray) -> None:
+    """A video target that blinks (frames 6-9) under a driver whose eyes stay open: those frames get the latest
+    earlier frame with open eyes as their reference and the driver's open lids; without borrowing (eye_borrow 0)
+    or with no open frame before (a clip that starts shut) they keep their own shut lids."""
+    face = astronaut_landmarks.astype(np.float64)
+    drive = analyse_clip(pixel_track([face] * 16, 30.0), 30.0, None, 0, 0)
+    shut = close_eyes(face)
+    frames = [face] * 6 + [shut] * 4 + [face] * 6
+    target = analyse_clip(pixel_track(frames, 30.0), 30.0, None, 0, 0)
+    config = RetargetConfig(smooth_expression=0, smooth_pose=0)
+    plan = build_plan(from_clip(drive), target, still_target=False, config=config)
+    np.testing.assert_array_equal(plan.eye_reference, [-1] * 6 + [5] * 4 + [-1] * 6)
+    gap = openings(plan.destination, face.astype(np.float32))
+    assert (gap[6:10] > 0.9).all()  # the driver's open eyes, not the target's blink
+    np.testing.assert_allclose(gap[:6], 1.0, atol=0.05)
+
+    off = build_plan(from_clip(drive), target, still_target=False, config=RetargetConfig(
+        smooth_expression=0, smooth_pose=0, eye_borrow=0))
+    np.testing.assert_array_equal(off.eye_reference, -1)
+    assert (openings(off.destination, face.astype(np.float32))[6:10] < 0.1).all()  # its own blink stays
+
+    starts_shut = analyse_clip(pixel_track([shut] * 4 + [face] * 12, 30.0), 30.0, None, 0, 0)
+    early = build_plan(from_clip(drive), starts_shut, still_target=False, config=config)
+    np.testing.assert_array_equal(early.eye_reference[:4], -1)  # nothing earlier to borrow from
+
+
+def test_eye_references_only_bridge_short_closures() -> None:
+    neutral = np.zeros((478, 3), np.float32)
+    for pairs in (lm.RIGHT_LID_PAIRS, lm.LEFT_LID_PAIRS):
+        neutral[pairs[:, 1], 1] = 1.0  # lower lids one unit below the upper ones
+    shut = neutral.copy()
+    for pairs in (lm.RIGHT_LID_PAIRS, lm.LEFT_LID_PAIRS):
+        shut[pairs[:, 1], 1] = 0.0
+    eyes = [neutral, shut, shut, neutral, shut, shut, shut, shut, neutral, shut]  # open at 0, 3 and 8
+    current, times, found = np.stack(eyes), np.arange(10) * 0.1, np.ones(10, bool)
+    # frames 1-2 lie between open frames 0.3 s apart and borrow from 0; frames 4-7 (0.5 s) and 9 (no open frame
+    # after it) keep their own
+    np.testing.assert_array_equal(eye_references(current, neutral, found, times, 0.35),
+                                  [-1, 0, 0, -1, -1, -1, -1, -1, -1, -1])
+    np.testing.assert_array_equal(eye_references(current, neutral, found, times, 0.5),
+                                  [-1, 0, 0, -1, 3, 3, 3, 3, -1, -1])
+    found[3] = False  # a frame whose face was not found lends nothing: 1-7 now span 0.8 s
+    np.testing.assert_array_equal(eye_references(current, neutral, found, times, 0.5), [-1] * 10)
 
 
 def pixel_track(frames: list[np.ndarray], fps: float) -> Track:

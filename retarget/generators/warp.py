@@ -57,11 +57,65 @@ class WarpGenerator:
         x0, y0, x1, y1 = field.box
         crop = edit.image[y0:y1, x0:x1]
         out = cv2.remap(crop, field.map_x, field.map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        out = borrow_eyes(out, field.box, edit, s)
         if s.mouth_interior:
             has_driver = edit.drive_image is not None and edit.drive_landmarks is not None
             out = fill_mouth(out, crop, field.source, field.destination, edit.drive_image if has_driver else None,
                              edit.drive_landmarks[:, :2] if has_driver else None)
         return GeneratedFace(field.box, out, border_feather(crop.shape[:2], s.feather))
+
+
+# An eye that the edit opens more than this many times its own opening in the frame is taken from the reference
+# frame the edit carries (``FaceEdit.reference_image``), not stretched. The plan hands one over only where
+# stretching falls short (``plan.EYE_STRETCH``), so this is the generator's own, lower, bar for using it.
+BORROW_BEYOND = 1.25
+
+
+def lid_gap(points: np.ndarray, pairs: np.ndarray) -> float:
+    """Mean height (pixels) of an eye's opening: lower minus upper lid over its lid ``pairs`` (P, 2)."""
+    return float((points[pairs[:, 1], 1] - points[pairs[:, 0], 1]).mean())
+
+
+def borrow_eyes(out: np.ndarray, box: tuple[int, int, int, int], edit: FaceEdit,
+                settings: WarpSettings) -> np.ndarray:
+    """``out`` (the warped crop at ``box``, frame pixels) with each eye the edit opens beyond ``BORROW_BEYOND``
+    times its own opening taken from the edit's reference frame instead: the whole reference face is warped
+    from its landmarks to the edit's destination, and an ellipse around the eye (1.6 eye widths by 1.1,
+    feathered) is blended in (in place where it applies).
+
+    A video target's own blink, under a driver whose eyes are open, has no eyeball to stretch; a frame a moment
+    earlier, with the same light and nearly the same pose, has the open eye.
+    """
+    ref_image, ref_points = edit.reference_image, edit.reference_landmarks
+    if ref_image is None or ref_points is None or not np.isfinite(ref_points).all():
+        return out
+    eyes = [loop for loop, pairs in ((lm.RIGHT_EYE, lm.RIGHT_LID_PAIRS), (lm.LEFT_EYE, lm.LEFT_LID_PAIRS))
+            if lid_gap(edit.destination, pairs) > BORROW_BEYOND * max(lid_gap(edit.source, pairs), 0.0) + 0.5]
+    if not eyes:
+        return out
+    lent = warp_field(ref_points, edit.destination, ref_image.shape, settings)
+    bx0, by0, bx1, by1 = lent.box
+    borrowed = cv2.remap(ref_image[by0:by1, bx0:bx1], lent.map_x, lent.map_y, cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_REPLICATE)
+    x0, y0, x1, y1 = box
+    ox0, oy0, ox1, oy1 = max(x0, bx0), max(y0, by0), min(x1, bx1), min(y1, by1)  # the crops' overlap
+    if ox1 <= ox0 or oy1 <= oy0:
+        return out
+    mask = np.zeros((oy1 - oy0, ox1 - ox0), np.float32)
+    widths = []
+    for loop in eyes:
+        a, b = edit.destination[loop[0], :2], edit.destination[loop[8], :2]  # the eye's corners
+        width = float(np.linalg.norm(b - a))
+        centre = edit.destination[loop, :2].mean(0) - [ox0, oy0]
+        angle = float(np.degrees(np.arctan2(b[1] - a[1], b[0] - a[0])))
+        cv2.ellipse(mask, (round(float(centre[0])), round(float(centre[1]))),
+                    (max(1, round(0.8 * width)), max(1, round(0.55 * width))), angle, 0, 360, 1.0, -1)
+        widths.append(width)
+    mask = cv2.GaussianBlur(mask, (0, 0), max(1.0, 0.12 * max(widths)))[..., None]
+    here = out[oy0 - y0:oy1 - y0, ox0 - x0:ox1 - x0]
+    there = borrowed[oy0 - by0:oy1 - by0, ox0 - bx0:ox1 - bx0]
+    here[:] = np.clip(here + mask * (there.astype(np.float32) - here) + 0.5, 0, 255).astype(np.uint8)
+    return out
 
 
 @dataclass
