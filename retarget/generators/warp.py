@@ -57,7 +57,7 @@ class WarpGenerator:
         x0, y0, x1, y1 = field.box
         crop = edit.image[y0:y1, x0:x1]
         out = cv2.remap(crop, field.map_x, field.map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        out = borrow_eyes(out, field.box, edit, s)
+        out = borrow_eyes(out, field, edit, s)
         if s.mouth_interior:
             has_driver = edit.drive_image is not None and edit.drive_landmarks is not None
             out = fill_mouth(out, crop, field.source, field.destination, edit.drive_image if has_driver else None,
@@ -76,12 +76,11 @@ def lid_gap(points: np.ndarray, pairs: np.ndarray) -> float:
     return float((points[pairs[:, 1], 1] - points[pairs[:, 0], 1]).mean())
 
 
-def borrow_eyes(out: np.ndarray, box: tuple[int, int, int, int], edit: FaceEdit,
-                settings: WarpSettings) -> np.ndarray:
-    """``out`` (the warped crop at ``box``, frame pixels) with each eye the edit opens beyond ``BORROW_BEYOND``
-    times its own opening taken from the edit's reference frame instead: the whole reference face is warped
-    from its landmarks to the edit's destination, and an ellipse around the eye (1.6 eye widths by 1.1,
-    feathered) is blended in (in place where it applies).
+def borrow_eyes(out: np.ndarray, field: WarpField, edit: FaceEdit, settings: WarpSettings) -> np.ndarray:
+    """``out`` (the crop ``field`` warped) with each eye the edit opens beyond ``BORROW_BEYOND`` times its own
+    opening taken from the edit's reference frame instead: the reference is warped from its landmarks to the
+    field's destination over a box around the eyes, and an ellipse around each such eye (1.6 eye widths by
+    1.1, feathered) is blended in (in place where it applies).
 
     A video target's own blink, under a driver whose eyes are open, has no eyeball to stretch; a frame a moment
     earlier, with the same light and nearly the same pose, has the open eye.
@@ -89,32 +88,43 @@ def borrow_eyes(out: np.ndarray, box: tuple[int, int, int, int], edit: FaceEdit,
     ref_image, ref_points = edit.reference_image, edit.reference_landmarks
     if ref_image is None or ref_points is None or not np.isfinite(ref_points).all():
         return out
+    dst = field.destination  # crop pixels
     eyes = [loop for loop, pairs in ((lm.RIGHT_EYE, lm.RIGHT_LID_PAIRS), (lm.LEFT_EYE, lm.LEFT_LID_PAIRS))
-            if lid_gap(edit.destination, pairs) > BORROW_BEYOND * max(lid_gap(edit.source, pairs), 0.0) + 0.5]
+            if lid_gap(dst, pairs) > BORROW_BEYOND * max(lid_gap(field.source, pairs), 0.0) + 0.5]
     if not eyes:
         return out
-    lent = warp_field(ref_points, edit.destination, ref_image.shape, settings)
-    bx0, by0, bx1, by1 = lent.box
-    borrowed = cv2.remap(ref_image[by0:by1, bx0:bx1], lent.map_x, lent.map_y, cv2.INTER_LINEAR,
-                         borderMode=cv2.BORDER_REPLICATE)
-    x0, y0, x1, y1 = box
-    ox0, oy0, ox1, oy1 = max(x0, bx0), max(y0, by0), min(x1, bx1), min(y1, by1)  # the crops' overlap
-    if ox1 <= ox0 or oy1 <= oy0:
-        return out
-    mask = np.zeros((oy1 - oy0, ox1 - ox0), np.float32)
-    widths = []
+    ellipses = []
     for loop in eyes:
-        a, b = edit.destination[loop[0], :2], edit.destination[loop[8], :2]  # the eye's corners
+        a, b = dst[loop[0]], dst[loop[8]]  # the eye's corners
         width = float(np.linalg.norm(b - a))
-        centre = edit.destination[loop, :2].mean(0) - [ox0, oy0]
         angle = float(np.degrees(np.arctan2(b[1] - a[1], b[0] - a[0])))
-        cv2.ellipse(mask, (round(float(centre[0])), round(float(centre[1]))),
-                    (max(1, round(0.8 * width)), max(1, round(0.55 * width))), angle, 0, 360, 1.0, -1)
-        widths.append(width)
-    mask = cv2.GaussianBlur(mask, (0, 0), max(1.0, 0.12 * max(widths)))[..., None]
-    here = out[oy0 - y0:oy1 - y0, ox0 - x0:ox1 - x0]
-    there = borrowed[oy0 - by0:oy1 - by0, ox0 - bx0:ox1 - bx0]
-    here[:] = np.clip(here + mask * (there.astype(np.float32) - here) + 0.5, 0, 255).astype(np.uint8)
+        ellipses.append((dst[loop].mean(0), width, angle))
+    feather = max(1.0, 0.12 * max(w for _, w, _ in ellipses))
+    reach = np.array([max(0.8 * w for _, w, _ in ellipses) + 3 * feather] * 2)
+    centres = np.stack([c for c, _, _ in ellipses])
+    h, w = out.shape[:2]
+    x0, y0 = np.maximum(np.floor(centres.min(0) - reach).astype(int), 0)
+    x1, y1 = np.minimum(np.ceil(centres.max(0) + reach).astype(int), [w, h])
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return out
+    # the reference's face mapped onto the destination over the eyes' box, read from the whole reference frame
+    offset = np.array([x0, y0], np.float32)
+    crop_origin = np.array(field.box[:2], np.float32)
+    src = clamp_iris(ref_points[:, :2]) - crop_origin - offset
+    depth = edit.destination[:, 2] if edit.destination.shape[1] > 2 else np.zeros(len(dst), np.float32)
+    size = (y1 - y0, x1 - x0)
+    map_x, map_y = backward_map(src, dst - offset, depth, face_triangles(), size, max(size),
+                                settings.falloff * face_size(ref_points))
+    borrowed = cv2.remap(ref_image, map_x + (x0 + crop_origin[0]), map_y + (y0 + crop_origin[1]), cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_REPLICATE)
+    mask = np.zeros(size, np.float32)
+    for centre, width, angle in ellipses:
+        cx, cy = (centre - offset).tolist()
+        cv2.ellipse(mask, (round(cx), round(cy)), (max(1, round(0.8 * width)), max(1, round(0.55 * width))), angle,
+                    0, 360, 1.0, -1)
+    mask = cv2.GaussianBlur(mask, (0, 0), feather)[..., None]
+    here = out[y0:y1, x0:x1]
+    here[:] = np.clip(here + mask * (borrowed.astype(np.float32) - here) + 0.5, 0, 255).astype(np.uint8)
     return out
 
 
