@@ -547,6 +547,13 @@ def report_path(output: Path) -> Path:
     return output.with_name(output.stem + ".retarget.json")
 
 
+def _eyes_from(plan: RenderPlan, t: int) -> float | None:
+    """Time of the earlier frame that frame ``t``'s target eyes may be taken from (``RenderPlan.eye_reference``)."""
+    if plan.eye_reference is None or plan.eye_reference[t] < 0:
+        return None
+    return round(float(plan.times[plan.eye_reference[t]]), 4)
+
+
 def write_report(inputs: Inputs, config: RetargetConfig, plan: RenderPlan, drive: DriveMotion,
                  target: ClipAnalysis, timings: StageTimes) -> Path:
     """The resolved configuration and per-frame AU trajectories, written atomically beside the output."""
@@ -563,7 +570,8 @@ def write_report(inputs: Inputs, config: RetargetConfig, plan: RenderPlan, drive
         "frames": [
             {"time": round(float(plan.times[t]), 4), "weight": round(float(plan.weight[t]), 3),
              "drive_aus": np.round(plan.drive_aus[t], 3).tolist(),
-             "output_aus": np.round(plan.output_aus[t], 3).tolist()}
+             "output_aus": np.round(plan.output_aus[t], 3).tolist(),
+             "eyes_from": _eyes_from(plan, t)}
             for t in range(len(plan))
         ],
     }

@@ -317,6 +317,24 @@ def test_still_target_background_stays(d18_on_s42: retarget.RetargetResult, s42:
 # ------------------------------------------------------------------------------------------------- report
 
 
+def test_target_blinks_do_not_show_while_the_driver_looks(s18: Path, s18_output_track: Track, d18_track: Track,
+                                                          d18_on_s18: retarget.RetargetResult) -> None:
+    """`vid_lp_s18` blinks twice (about 0.2-0.5 s and 5.3-5.6 s) while `drv_lp_d18`'s eyes are open: the output's
+    eyes stay open there (its shut eyes take an earlier frame's open eye), and the report says from when."""
+    own = track_video(s18)
+    mine = eye_opening(s18_output_track)
+    theirs = eye_opening(own)
+    driver = sampled(d18_track, eye_opening(d18_track), own.times)
+    blinking = own.found & s18_output_track.found & (theirs < 0.5 * np.nanmedian(theirs[own.found]))
+    blinking &= driver > 0.7 * np.nanmedian(eye_opening(d18_track))
+    assert blinking.sum() >= 4  # the target does blink under open driver eyes
+    assert np.nanmin(mine[blinking]) > 0.6 * np.nanmedian(mine[s18_output_track.found])
+    frames = json.loads(d18_on_s18.config_path.read_text())["frames"]
+    lent = [(f["time"], f["eyes_from"]) for f in frames if f["eyes_from"] is not None]
+    assert {round(float(own.times[i]), 4) for i in np.flatnonzero(blinking)} <= {t for t, _ in lent}
+    assert all(0 < t - e <= resolve().eye_borrow for t, e in lent)
+
+
 def test_report_records_config_and_aus(d18_on_s18: retarget.RetargetResult, d18: Path, s18: Path) -> None:
     path = d18_on_s18.config_path
     assert path == d18_on_s18.output.with_name("d18_s18.retarget.json") and path.is_file()
