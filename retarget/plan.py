@@ -140,6 +140,17 @@ def resolve_gains(config: RetargetConfig) -> tuple[dict[str, float], np.ndarray]
     return regions, au_gain
 
 
+# How open both of a target's eyes must be, as a share of their neutral opening, for its frame to lend them
+EYE_OPEN = 0.85
+
+
+def eye_openings(shapes: np.ndarray, neutral: np.ndarray) -> np.ndarray:
+    """(T, 2) the right and left eye's mean lid gap in ``shapes`` (T, 478, 3), as a share of ``neutral``'s."""
+    return np.stack([(shapes[:, p[:, 1], 1] - shapes[:, p[:, 0], 1]).mean(1)
+                     / max(float((neutral[p[:, 1], 1] - neutral[p[:, 0], 1]).mean()), 1e-6)
+                     for p in (lm.RIGHT_LID_PAIRS, lm.LEFT_LID_PAIRS)], 1)
+
+
 # How far the warp may open a target eye beyond its own opening in the frame, as a factor: it stretches the
 # eyeball it can see, so a narrowed (laughing) eye can open back to about its neutral. A shut eye shows no eyeball
 # to stretch: below ``EYE_SHUT`` of its neutral opening it keeps its own lids, and the factor ramps up to
@@ -157,11 +168,10 @@ def keep_own_closures(shapes: np.ndarray, current: np.ndarray, neutral: np.ndarr
     well. ``neutral`` (478, 3) is the target's neutral, whose opening tells a narrowed eye from a shut one.
     """
     out = shapes.copy()
-    for pairs in (lm.RIGHT_LID_PAIRS, lm.LEFT_LID_PAIRS):
-        own = (current[:, pairs[:, 1], 1] - current[:, pairs[:, 0], 1]).mean(1)  # (T,)
-        new = (out[:, pairs[:, 1], 1] - out[:, pairs[:, 0], 1]).mean(1)
-        rest = max(float((neutral[pairs[:, 1], 1] - neutral[pairs[:, 0], 1]).mean()), 1e-6)
-        awake = np.clip((own / rest - EYE_SHUT) / EYE_SHUT, 0.0, 1.0)  # 0: shut, 1: open enough to stretch fully
+    owns, news = eye_openings(current, neutral), eye_openings(shapes, neutral)  # (T, 2) shares of the neutral's
+    for k, pairs in enumerate((lm.RIGHT_LID_PAIRS, lm.LEFT_LID_PAIRS)):
+        own, new = owns[:, k], news[:, k]
+        awake = np.clip((own - EYE_SHUT) / EYE_SHUT, 0.0, 1.0)  # 0: shut, 1: open enough to stretch fully
         allowed = np.maximum(own, 0.0) * (1.0 + (EYE_STRETCH - 1.0) * awake)
         limited = np.flatnonzero(new > allowed)
         share = np.clip((allowed[limited] - own[limited]) / (new[limited] - own[limited]), 0.0, 1.0)
@@ -169,17 +179,6 @@ def keep_own_closures(shapes: np.ndarray, current: np.ndarray, neutral: np.ndarr
         kept = current[limited][:, idx]
         out[limited[:, None], idx[None, :]] = kept + share[:, None, None] * (out[limited][:, idx] - kept)
     return out
-
-
-# How open both of a target's eyes must be, as a share of their neutral opening, for its frame to lend them
-EYE_OPEN = 0.85
-
-
-def eye_openings(shapes: np.ndarray, neutral: np.ndarray) -> np.ndarray:
-    """(T, 2) the right and left eye's mean lid gap in ``shapes`` (T, 478, 3), as a share of ``neutral``'s."""
-    return np.stack([(shapes[:, p[:, 1], 1] - shapes[:, p[:, 0], 1]).mean(1)
-                     / max(float((neutral[p[:, 1], 1] - neutral[p[:, 0], 1]).mean()), 1e-6)
-                     for p in (lm.RIGHT_LID_PAIRS, lm.LEFT_LID_PAIRS)], 1)
 
 
 def eye_references(current: np.ndarray, neutral: np.ndarray, found: np.ndarray, times: np.ndarray,
