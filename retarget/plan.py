@@ -26,6 +26,7 @@ from .timeline import (
 )
 from .transfer import (
     REGION_AUS,
+    eye_closure,
     landmark_gains,
     region_scales,
     region_weights,
@@ -146,9 +147,7 @@ EYE_OPEN = 0.85
 
 def eye_openings(shapes: np.ndarray, neutral: np.ndarray) -> np.ndarray:
     """(T, 2) the right and left eye's mean lid gap in ``shapes`` (T, 478, 3), as a share of ``neutral``'s."""
-    return np.stack([(shapes[:, p[:, 1], 1] - shapes[:, p[:, 0], 1]).mean(1)
-                     / max(float((neutral[p[:, 1], 1] - neutral[p[:, 0], 1]).mean()), 1e-6)
-                     for p in (lm.RIGHT_LID_PAIRS, lm.LEFT_LID_PAIRS)], 1)
+    return 1.0 - eye_closure(shapes, neutral)
 
 
 # How far the warp may open a target eye beyond its own opening in the frame, as a factor: it stretches the
