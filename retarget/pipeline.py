@@ -24,7 +24,7 @@ from .compose import paste
 from .config import RetargetConfig, generator_settings
 from .errors import RetargetError
 from .face import track_frames
-from .generators import FaceEdit, Generator, make_generator
+from .generators import FaceEdit, GeneratedFace, Generator, make_generator
 from .motion import DriveMotion, envelope, from_clip, from_curves, from_edit
 from .plan import RenderPlan, build_plan
 from .progress import Progress
@@ -343,8 +343,9 @@ def render(inputs: Inputs, plan: RenderPlan, generator: Generator, config: Retar
     writer = VideoWriter(inputs.output, w, h, fps, time_base=time_base, audio_from=_audio_source(inputs, config),
                          crf=config.crf, preset=config.x264_preset)
     preview = None
-    # codec work runs beside generation: frames are decoded ahead and encoded behind on their own threads
-    encoder = BackgroundCalls(_write_outputs)
+    # codec work runs beside generation: frames are decoded ahead, and pasted into and encoded behind, on threads
+    # of their own
+    encoder = BackgroundCalls(_finish_frame)
     try:
         if inputs.preview is not None:
             preview = PreviewWriter(inputs.preview, h, fps, time_base)
@@ -356,14 +357,11 @@ def render(inputs: Inputs, plan: RenderPlan, generator: Generator, config: Retar
         lenders = EyeLenders(plan)
         for t, frame in zip(range(len(plan)), _timed_iter(prefetch(frames), timings, "decode")):
             drive_frame = cursor.get(int(plan.drive_index[t])) if cursor is not None else None
-            original = frame.image.copy() if preview is not None else None  # the render may paste in place
             with _timed(timings, "generate"):
                 reference = lenders.see(t, frame.image)
-                out, change = _render_frame(frame.image, t, plan, generator, drive_frame, person,
-                                            keep_before=frame.source is not None, reference=reference)
-            edit = None if frame.source is None else SourceEdit(frame.source, *change)
+                face = _generate_face(frame.image, t, plan, generator, drive_frame, person, reference)
             with _timed(timings, "encode"):
-                encoder.submit(writer, preview, drive_frame, original, out, float(plan.times[t]), edit)
+                encoder.submit(writer, preview, drive_frame, frame, face, float(plan.times[t]))
             bar.update()
         with _timed(timings, "encode"):
             encoder.finish()
@@ -404,11 +402,15 @@ def render_image(inputs: Inputs, plan: RenderPlan, generator: Generator, config:
     return 1
 
 
-def _write_outputs(writer: VideoWriter, preview: PreviewWriter | None, drive_frame: Frame | None,
-                   target: np.ndarray | None, result: np.ndarray, when: float, edit: SourceEdit | None) -> None:
-    writer.write(result, when, edit)
-    if preview is not None and target is not None:
-        preview.write(drive_frame, target, result, when)
+def _finish_frame(writer: VideoWriter, preview: PreviewWriter | None, drive_frame: Frame | None, frame: Frame,
+                  face: GeneratedFace | None, when: float) -> None:
+    """Paste ``face`` into the decoded ``frame`` and encode it (and its preview panel), on the writer's thread:
+    x264 leaves part of a core free there, while the main thread generates the next face."""
+    original = frame.image.copy() if preview is not None else None  # the paste may go in place
+    result, change = _paste_face(frame.image, face, keep_before=frame.source is not None)
+    writer.write(result, when, None if frame.source is None else SourceEdit(frame.source, *change))
+    if preview is not None and original is not None:
+        preview.write(drive_frame, original, result, when)
 
 
 def _finish_quietly(encoder: BackgroundCalls) -> None:
@@ -471,13 +473,34 @@ def _render_frame(image: np.ndarray, t: int, plan: RenderPlan, generator: Genera
                   drive_frame: Frame | None, person: np.ndarray | None = None,
                   keep_before: bool = False, reference: tuple[np.ndarray, np.ndarray] | None = None,
                   ) -> tuple[np.ndarray, tuple[tuple[int, int, int, int] | None, np.ndarray | None]]:
-    """Frame ``t`` (H, W, 3) rendered, and what changed: the box (x0, y0, x1, y1) and, with ``keep_before``,
-    its pixels before the change ((y1 - y0, x1 - x0, 3) RGB); ``(None, None)`` when the frame passes through
-    unchanged. ``reference``: an earlier frame with open eyes and its landmarks (``EyeLenders``)."""
+    """Frame ``t`` (H, W, 3) rendered, and what changed (see ``_paste_face``). ``reference``: an earlier frame
+    with open eyes and its landmarks (``EyeLenders``)."""
+    face = _generate_face(image, t, plan, generator, drive_frame, person, reference)
+    return _paste_face(image, face, keep_before)
+
+
+def _paste_face(image: np.ndarray, face: GeneratedFace | None, keep_before: bool = False,
+                ) -> tuple[np.ndarray, tuple[tuple[int, int, int, int] | None, np.ndarray | None]]:
+    """``image`` (H, W, 3) with ``face`` pasted in, and what changed: the box (x0, y0, x1, y1) and, with
+    ``keep_before``, its pixels before the change ((y1 - y0, x1 - x0, 3) RGB); ``(None, None)`` when there is
+    no face and the frame passes through unchanged."""
+    if face is None:
+        return image, (None, None)
+    x0, y0, x1, y1 = face.box
+    before = image[y0:y1, x0:x1].copy() if keep_before else None
+    # decoded video frames are ours to modify; a still target's one image is shared by every frame
+    return paste(image, face, inplace=image.flags.writeable), (face.box, before)
+
+
+def _generate_face(image: np.ndarray, t: int, plan: RenderPlan, generator: Generator, drive_frame: Frame | None,
+                   person: np.ndarray | None = None, reference: tuple[np.ndarray, np.ndarray] | None = None,
+                   ) -> GeneratedFace | None:
+    """The face the plan asks for in frame ``t`` (``image`` (H, W, 3), not modified), or None where the frame
+    passes through unchanged (no target face, or a weight of 0)."""
     weight = float(plan.weight[t])
     source = plan.source[t]
     if weight <= 0 or not np.isfinite(source).all():
-        return image, (None, None)
+        return None
     destination = source + weight * (plan.destination[t] - source)
     drive_points = None
     if drive_frame is not None:
@@ -488,11 +511,7 @@ def _render_frame(image: np.ndarray, t: int, plan: RenderPlan, generator: Genera
                     drive_landmarks=drive_points, person=person,
                     reference_image=None if reference is None else reference[0],
                     reference_landmarks=None if reference is None else reference[1])
-    face = generator.generate(edit)
-    x0, y0, x1, y1 = face.box
-    before = image[y0:y1, x0:x1].copy() if keep_before else None
-    # decoded video frames are ours to modify; a still target's one image is shared by every frame
-    return paste(image, face, inplace=image.flags.writeable), (face.box, before)
+    return generator.generate(edit)
 
 
 def _drive_landmarks(plan: RenderPlan, index: int) -> np.ndarray | None:

@@ -1,0 +1,84 @@
+"""The render loop's two steps: the face is generated on the main thread, pasted and encoded on the writer's."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from retarget.generators.base import FaceEdit, GeneratedFace
+from retarget.pipeline import _finish_frame, _generate_face, _paste_face
+from retarget.plan import RenderPlan
+from retarget.types import AU_NAMES, Frame
+
+
+class PaintGenerator:
+    """Paints a grey square over the landmarks' box and remembers every edit it was given."""
+
+    name = "paint"
+
+    def __init__(self) -> None:
+        self.edits: list[FaceEdit] = []
+
+    def prepare(self, target_neutral: np.ndarray) -> None:
+        pass
+
+    def generate(self, edit: FaceEdit) -> GeneratedFace:
+        self.edits.append(edit)
+        x0, y0 = np.floor(edit.source[:, :2].min(0)).astype(int)
+        x1, y1 = np.ceil(edit.source[:, :2].max(0)).astype(int)
+        return GeneratedFace((x0, y0, x1, y1), np.full((y1 - y0, x1 - x0, 3), 128, np.uint8),
+                             np.ones((y1 - y0, x1 - x0), np.float32))
+
+
+def plan_of(weights: list[float], found: list[bool]) -> RenderPlan:
+    n = len(weights)
+    points = np.tile(np.array([[10.0, 12.0, 0.0], [30.0, 28.0, 0.0]], np.float32), (n, 239, 1))
+    points[~np.asarray(found)] = np.nan
+    aus = np.zeros((n, len(AU_NAMES)))
+    return RenderPlan(times=np.arange(n) / 25.0, source=points, destination=points + 1.0,
+                      weight=np.asarray(weights, float), drive_index=np.zeros(n, int), drive_aus=aus,
+                      output_aus=aus, relative_aus=aus, drive_landmarks=None)
+
+
+def test_frames_without_a_face_or_weight_pass_through() -> None:
+    plan = plan_of([1.0, 0.0, 1.0], [True, True, False])
+    generator = PaintGenerator()
+    image = np.zeros((40, 50, 3), np.uint8)
+    assert _generate_face(image, 1, plan, generator, None) is None  # weight 0
+    assert _generate_face(image, 2, plan, generator, None) is None  # no target face
+    assert generator.edits == []
+    out, change = _paste_face(image, None, keep_before=True)
+    assert out is image and change == (None, None)
+
+
+def test_generating_leaves_the_frame_alone_and_pasting_reports_the_change() -> None:
+    plan = plan_of([0.5], [True])
+    generator = PaintGenerator()
+    image = np.zeros((40, 50, 3), np.uint8)
+    face = _generate_face(image, 0, plan, generator, None)
+    assert face is not None and not image.any()  # nothing pasted yet: the writer's thread does that
+    np.testing.assert_allclose(generator.edits[0].destination, plan.source[0] + 0.5)  # weight scales the edit
+    out, (box, before) = _paste_face(image, face, keep_before=True)
+    assert box == (10, 12, 30, 28)
+    assert before.shape == (16, 20, 3) and not before.any()  # the box as decoded
+    assert (out[12:28, 10:30] == 128).all() and out[:12].sum() == 0 and out[28:].sum() == 0
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def write(self, *args) -> None:
+        self.calls.append(args)
+
+
+def test_finish_frame_writes_the_result_and_a_preview_of_the_frame_as_decoded() -> None:
+    plan = plan_of([1.0], [True])
+    image = np.zeros((40, 50, 3), np.uint8)
+    face = _generate_face(image, 0, plan, PaintGenerator(), None)
+    writer, preview = Recorder(), Recorder()
+    _finish_frame(writer, preview, None, Frame(0, 0.0, image), face, 0.0)
+    (result, when, edit), = writer.calls
+    assert when == 0.0 and edit is None  # a frame without its decoded source: encoded whole
+    assert (result[12:28, 10:30] == 128).all()
+    (_, target, shown, _), = preview.calls
+    assert not target.any() and shown is result  # the preview's target panel is the frame before the paste
