@@ -29,8 +29,9 @@ class RetargetConfig:
     smooth_pose: float = 0.33  # seconds: window on head pose and target landmarks
     gap_blend: float = 0.2  # seconds: blend in and out of frames where the target's face is lost
     drive_release: float = 0.3  # seconds: time constant of the ease back to neutral when the driver's face is lost
-    eye_borrow: float = 1.0  # seconds: a video target's shut eye that the driver opens takes the open eye of its
-    #                          latest frame this recent with both eyes open (0: off; the eye keeps its own lids)
+    eye_borrow: float = 1.0  # seconds: a video target's eye shut for at most this long between frames with both
+    #                          eyes open (or the clip's start or end), which the driver opens, takes the open eye of
+    #                          the earlier one (at the start, the later one); 0: off, the eye keeps its own lids
     crf: int = 18  # H.264 quality (lower = better, bigger)
     x264_preset: str = "veryfast"  # x264 speed preset
     warp: dict[str, Any] = field(default_factory=dict)  # overrides of generators.warp.WarpSettings

@@ -354,7 +354,7 @@ def render(inputs: Inputs, plan: RenderPlan, generator: Generator, config: Retar
         frames = (_still_repeated(image, len(plan)) if image is not None
                   else read_frames(inputs.target.path, keep_source=True))
         person = _person(image, config)
-        lenders = EyeLenders(plan)
+        lenders = EyeLenders(plan, None if still else read_lenders_ahead(inputs.target.path, lenders_ahead(plan)))
         for t, frame in zip(range(len(plan)), _timed_iter(prefetch(frames), timings, "decode")):
             drive_frame = cursor.get(int(plan.drive_index[t])) if cursor is not None else None
             with _timed(timings, "generate"):
@@ -449,24 +449,56 @@ def _person(still: np.ndarray | None, config: RetargetConfig) -> np.ndarray | No
 
 class EyeLenders:
     """Keeps a copy of the frame the plan's next eye borrowing reads (``RenderPlan.eye_reference``) as frames
-    stream past: one frame at a time, as the references never go back."""
+    stream past: one frame at a time, as the references go back no further than the latest lender. Frames that
+    lend to earlier ones (at a clip's start, ``lenders_ahead``) are given as ``ahead``: index -> (H, W, 3) image,
+    each dropped once the stream reaches it."""
 
-    def __init__(self, plan: RenderPlan) -> None:
+    def __init__(self, plan: RenderPlan, ahead: dict[int, np.ndarray] | None = None) -> None:
         refs = plan.eye_reference if plan.eye_reference is not None else np.zeros(0, int)
         self._plan = plan
         self._wanted = set(int(r) for r in refs[refs >= 0])
         self._kept: tuple[int, np.ndarray] | None = None
+        self._ahead = dict(ahead or {})
 
     def see(self, t: int, image: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """Before frame ``t`` (``image``, as decoded) is rendered: the (image, landmarks) its eyes borrow from,
         or None."""
         ref = -1 if self._plan.eye_reference is None else int(self._plan.eye_reference[t])
         lent = None
-        if ref >= 0 and self._kept is not None and self._kept[0] == ref:
+        if ref in self._ahead:
+            lent = (self._ahead[ref], self._plan.source[ref])
+        elif ref >= 0 and self._kept is not None and self._kept[0] == ref:
             lent = (self._kept[1], self._plan.source[ref])
+        self._ahead.pop(t, None)
         if t in self._wanted:
             self._kept = (t, image.copy())  # the render pastes into the decoded frame
         return lent
+
+
+def lenders_ahead(plan: RenderPlan) -> list[int]:
+    """Indices of the frames whose eyes frames before them borrow (``RenderPlan.eye_reference``), sorted."""
+    if plan.eye_reference is None:
+        return []
+    refs = plan.eye_reference
+    return sorted(set(int(r) for r in refs[refs > np.arange(len(refs))]))
+
+
+def read_lenders_ahead(path: Path, indices: list[int]) -> dict[int, np.ndarray]:
+    """The decoded images (H, W, 3) of the target video's frames ``indices`` (sorted), read from its start: they
+    lie within ``eye_borrow`` seconds of it."""
+    if not indices:
+        return {}
+    wanted, images = set(indices), {}
+    frames = read_frames(path)
+    try:
+        for frame in frames:
+            if frame.index in wanted:
+                images[frame.index] = frame.image
+            if frame.index >= indices[-1]:
+                break
+    finally:
+        frames.close()
+    return images
 
 
 def _render_frame(image: np.ndarray, t: int, plan: RenderPlan, generator: Generator,

@@ -47,8 +47,9 @@ class RenderPlan:
     output_aus: np.ndarray  # (T, 17) AUs of the retargeted face relative to the target's neutral
     relative_aus: np.ndarray  # (T, 17) output AUs minus the target frame's own AUs
     drive_landmarks: np.ndarray | None  # (T_drive, 478, 3) the driver video's landmarks per frame, pixels (None: no video)
-    # (T,) int: for a frame whose narrowed target eye the edit opens, an earlier frame with both eyes open to take
-    # the open eye from (``eye_references``); -1: none (the eye opens only as far as the warp stretches it)
+    # (T,) int: for a frame whose narrowed target eye the edit opens, a nearby frame with both eyes open to take
+    # the open eye from (``eye_references``: an earlier one, or a later one at the clip's start); -1: none (the
+    # eye opens only as far as the warp stretches it)
     eye_reference: np.ndarray | None = None
 
     def __len__(self) -> int:
@@ -76,12 +77,12 @@ def build_plan(drive: DriveMotion, target: ClipAnalysis, still_target: bool, con
     shapes = transfer_with_gains(disp, drive.neutral, t_expr.neutral, drive_aus, current, config)
     eye_reference = np.full(len(out_times), -1)
     if not still_target:
-        # an eye narrower than open that the driver opens can take an earlier frame's open eye (the generator
+        # an eye narrower than open that the driver opens can take a nearby frame's open eye (the generator
         # decides whether it needs to); the others open only as far as the warp can stretch them
         own, wanted = eye_openings(current, t_expr.neutral), eye_openings(shapes, t_expr.neutral)
         opens = ((own < EYE_OPEN) & (wanted > own)).any(1)
-        earlier = eye_references(current, t_expr.neutral, t_expr.found, out_times, config.eye_borrow)
-        eye_reference = np.where(opens & (earlier >= 0), earlier, -1)
+        lender = eye_references(current, t_expr.neutral, t_expr.found, out_times, config.eye_borrow)
+        eye_reference = np.where(opens & (lender >= 0), lender, -1)
         shapes = np.where((eye_reference >= 0)[:, None, None], shapes,
                           keep_own_closures(shapes, current, t_expr.neutral))
     # 3. into the frame: the change on the target's own landmarks, or for a still the driver's head motion too
@@ -183,19 +184,28 @@ def keep_own_closures(shapes: np.ndarray, current: np.ndarray, neutral: np.ndarr
 def eye_references(current: np.ndarray, neutral: np.ndarray, found: np.ndarray, times: np.ndarray,
                    seconds: float) -> np.ndarray:
     """(T,) for each frame between two frames with both of the target's eyes open (``EYE_OPEN``, face found) at
-    most ``seconds`` apart, the earlier of the two (a streaming renderer has seen it); -1 elsewhere.
+    most ``seconds`` apart, the earlier of the two (a streaming renderer has seen it); -1 elsewhere (and see
+    the clip's ends, below).
 
     So an eye that blinks or narrows briefly can take its open eye from just before; one narrowed for longer
-    (a laugh) never does, and does not jump between a borrowed eye and its own when the borrowing ends.
+    (a laugh) never does, and does not jump between a borrowed eye and its own when the borrowing ends. The
+    clip's ends count as the other side: frames before the first open one take it, when it comes at most
+    ``seconds`` after the clip starts (a clip that starts in a blink), and frames after the last open one take
+    that, when the clip ends at most ``seconds`` later.
     ``current`` (T, 478, 3) are the target's own pose-normalised shapes, ``neutral`` (478, 3).
     """
     lender = found & (eye_openings(current, neutral).min(1) >= EYE_OPEN)
     n = len(times)
-    before = np.maximum.accumulate(np.where(lender, np.arange(n), -1))  # latest lender at or before each frame
-    after = np.minimum.accumulate(np.where(lender, np.arange(n), n)[::-1])[::-1]  # earliest at or after
+    if n == 0 or not lender.any():
+        return np.full(n, -1)
+    index = np.arange(n)
+    before = np.maximum.accumulate(np.where(lender, index, -1))  # latest lender at or before each frame
+    after = np.minimum.accumulate(np.where(lender, index, n)[::-1])[::-1]  # earliest at or after
     prev = np.concatenate([[-1], before[:-1]])
-    span = np.where((prev >= 0) & (after < n), times[np.minimum(after, n - 1)] - times[np.maximum(prev, 0)], np.inf)
-    return np.where(~lender & (span <= seconds), prev, -1)
+    start = np.where(prev >= 0, times[np.maximum(prev, 0)], times[0])  # the run's open frame or the clip's start
+    end = np.where(after < n, times[np.minimum(after, n - 1)], times[-1])  # likewise its end
+    lent = np.where(prev >= 0, prev, after)  # the earlier open frame, or at the clip's start the later one
+    return np.where(~lender & (end - start <= seconds), lent, -1)
 
 
 def still_head_motion(drive: DriveMotion, target: ClipAnalysis, at: np.ndarray, follow: bool,

@@ -335,6 +335,38 @@ def test_target_blinks_do_not_show_while_the_driver_looks(s18: Path, s18_output_
     assert all(0 < t - e <= resolve().eye_borrow for t, e in lent)
 
 
+def clip_of(source: Path, path: Path, start: int, count: int) -> Path:
+    """Frames ``start`` to ``start + count`` of ``source``, re-encoded (near-lossless, same rate, no audio)."""
+    with av.open(str(source)) as src, av.open(str(path), "w") as out:
+        stream = src.streams.video[0]
+        video = out.add_stream("libx264", rate=stream.average_rate, width=stream.width, height=stream.height,
+                               options={"crf": "12", "preset": "ultrafast"})
+        for i, frame in enumerate(src.decode(stream)):
+            if i >= start + count:
+                break
+            if i >= start:
+                copy = av.VideoFrame.from_ndarray(frame.to_ndarray(format="rgb24"), format="rgb24")
+                copy.pts = i - start
+                out.mux(video.encode(copy))
+        out.mux(video.encode(None))
+    return path
+
+
+def test_a_target_that_starts_in_a_blink_takes_the_open_eye_that_follows(d18: Path, s18: Path,
+                                                                       out_dir: Path) -> None:
+    """`vid_lp_s18` cut to start 0.3 s in, halfway through its first blink, under `drv_lp_d18`'s open eyes: no
+    earlier frame has open eyes, so the shut frames take the first open one after them, and the output's eyes
+    are open from the first frame (they stayed shut before)."""
+    target = clip_of(s18, out_dir / "s18_from_blink.mp4", 9, 60)
+    result = retarget.retarget(d18, target, out_dir / "d18_s18_from_blink.mp4")
+    own, out = eye_opening(track_video(target)), eye_opening(track_video(result.output))
+    assert (own[:3] < 0.4 * np.median(own)).all()  # the target's eyes are shut at the start
+    assert (out[:3] > 0.8 * np.median(out)).all()
+    frames = json.loads(result.config_path.read_text())["frames"]
+    lent = [(f["time"], f["eyes_from"]) for f in frames[:3]]
+    assert all(e is not None and 0 < e - t <= resolve().eye_borrow for t, e in lent)
+
+
 def test_report_records_config_and_aus(d18_on_s18: retarget.RetargetResult, d18: Path, s18: Path) -> None:
     path = d18_on_s18.config_path
     assert path == d18_on_s18.output.with_name("d18_s18.retarget.json") and path.is_file()

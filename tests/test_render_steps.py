@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+from test_video import make_clip
 
 from retarget.generators.base import FaceEdit, GeneratedFace
-from retarget.pipeline import _finish_frame, _generate_face, _paste_face
+from retarget.pipeline import EyeLenders, _finish_frame, _generate_face, _paste_face, lenders_ahead, read_lenders_ahead
 from retarget.plan import RenderPlan
 from retarget.types import AU_NAMES, Frame
 
@@ -82,3 +85,25 @@ def test_finish_frame_writes_the_result_and_a_preview_of_the_frame_as_decoded() 
     assert (result[12:28, 10:30] == 128).all()
     (_, target, shown, _), = preview.calls
     assert not target.any() and shown is result  # the preview's target panel is the frame before the paste
+
+
+def test_eye_lenders_hand_out_earlier_frames_and_frames_read_ahead(tmp_path: Path) -> None:
+    """Frames 0-1 borrow frame 2 (a clip that starts in a blink: read ahead), frames 5-6 borrow frame 4 (kept
+    as it streams past)."""
+    plan = plan_of([1.0] * 8, [True] * 8)
+    plan.eye_reference = np.array([2, 2, -1, -1, -1, 4, 4, -1])
+    assert lenders_ahead(plan) == [2]
+    greys = [np.full((48, 64, 3), 30 * i, np.uint8) for i in range(8)]
+    clip = make_clip(tmp_path / "clip.mp4", n_frames=8, images=greys)
+    ahead = read_lenders_ahead(clip, lenders_ahead(plan))
+    assert list(ahead) == [2] and abs(float(ahead[2].mean()) - 60) < 3  # frame 2's own grey, decoded
+    lenders = EyeLenders(plan, ahead)
+    lent = []
+    for t in range(8):
+        image = np.full((48, 64, 3), 30 * t, np.uint8)
+        got = lenders.see(t, image)
+        image[:] = 255  # the render pastes into the decoded frame; a kept copy must not change
+        lent.append(None if got is None else int(got[0].mean()))
+    assert lent[0] is not None and abs(lent[0] - 60) < 3 and lent[1] == lent[0]
+    assert lent[2:5] == [None] * 3 and lent[5] == lent[6] == 120 and lent[7] is None
+    assert read_lenders_ahead(clip, []) == {}

@@ -324,9 +324,14 @@ def test_a_shut_target_eye_borrows_an_earlier_open_one(astronaut_landmarks: np.n
     np.testing.assert_array_equal(off.eye_reference, -1)
     assert (openings(off.destination, face.astype(np.float32))[6:10] < 0.1).all()  # its own blink stays
 
+    # a clip that starts in the blink takes the first open frame after it, if that comes soon enough
     starts_shut = analyse_clip(pixel_track([shut] * 4 + [face] * 12, 30.0), 30.0, None, 0, 0)
     early = build_plan(from_clip(drive), starts_shut, still_target=False, config=config)
-    np.testing.assert_array_equal(early.eye_reference[:4], -1)  # nothing earlier to borrow from
+    np.testing.assert_array_equal(early.eye_reference, [4] * 4 + [-1] * 12)
+    assert (openings(early.destination, face.astype(np.float32))[:4] > 0.9).all()
+    late = build_plan(from_clip(drive), starts_shut, still_target=False, config=RetargetConfig(
+        smooth_expression=0, smooth_pose=0, eye_borrow=0.1))  # the open frame comes 0.133 s in: too late
+    np.testing.assert_array_equal(late.eye_reference, -1)
 
 
 def test_eye_references_only_bridge_short_closures() -> None:
@@ -338,14 +343,32 @@ def test_eye_references_only_bridge_short_closures() -> None:
         shut[pairs[:, 1], 1] = 0.0
     eyes = [neutral, shut, shut, neutral, shut, shut, shut, shut, neutral, shut]  # open at 0, 3 and 8
     current, times, found = np.stack(eyes), np.arange(10) * 0.1, np.ones(10, bool)
-    # frames 1-2 lie between open frames 0.3 s apart and borrow from 0; frames 4-7 (0.5 s) and 9 (no open frame
-    # after it) keep their own
+    # frames 1-2 lie between open frames 0.3 s apart and borrow from 0; frames 4-7 (0.5 s) keep their own at
+    # 0.35 s; frame 9 (the clip ends 0.1 s after the open frame 8) borrows from 8
     np.testing.assert_array_equal(eye_references(current, neutral, found, times, 0.35),
-                                  [-1, 0, 0, -1, -1, -1, -1, -1, -1, -1])
+                                  [-1, 0, 0, -1, -1, -1, -1, -1, -1, 8])
     np.testing.assert_array_equal(eye_references(current, neutral, found, times, 0.5),
-                                  [-1, 0, 0, -1, 3, 3, 3, 3, -1, -1])
+                                  [-1, 0, 0, -1, 3, 3, 3, 3, -1, 8])
+    np.testing.assert_array_equal(eye_references(current, neutral, found, times, 0.05), [-1] * 10)
     found[3] = False  # a frame whose face was not found lends nothing: 1-7 now span 0.8 s
-    np.testing.assert_array_equal(eye_references(current, neutral, found, times, 0.5), [-1] * 10)
+    np.testing.assert_array_equal(eye_references(current, neutral, found, times, 0.5), [-1] * 9 + [8])
+
+
+def test_eye_references_at_the_clip_start_look_ahead() -> None:
+    """A clip that starts with the eyes shut takes the first open frame after, when it comes within the time;
+    a clip with no open frame at all lends nothing."""
+    neutral = np.zeros((478, 3), np.float32)
+    for pairs in (lm.RIGHT_LID_PAIRS, lm.LEFT_LID_PAIRS):
+        neutral[pairs[:, 1], 1] = 1.0
+    shut = neutral.copy()
+    for pairs in (lm.RIGHT_LID_PAIRS, lm.LEFT_LID_PAIRS):
+        shut[pairs[:, 1], 1] = 0.0
+    current, times, found = np.stack([shut, shut, shut, neutral, neutral]), np.arange(5) * 0.1, np.ones(5, bool)
+    np.testing.assert_array_equal(eye_references(current, neutral, found, times, 0.31), [3, 3, 3, -1, -1])
+    np.testing.assert_array_equal(eye_references(current, neutral, found, times, 0.29), [-1] * 5)
+    np.testing.assert_array_equal(eye_references(np.stack([shut] * 3), neutral, found[:3], times[:3], 1.0),
+                                  [-1] * 3)
+    np.testing.assert_array_equal(eye_references(current[:0], neutral, found[:0], times[:0], 1.0), [])
 
 
 def pixel_track(frames: list[np.ndarray], fps: float) -> Track:
