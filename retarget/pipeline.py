@@ -505,8 +505,7 @@ def _render_frame(image: np.ndarray, t: int, plan: RenderPlan, generator: Genera
                   drive_frame: Frame | None, person: np.ndarray | None = None,
                   keep_before: bool = False, reference: tuple[np.ndarray, np.ndarray] | None = None,
                   ) -> tuple[np.ndarray, tuple[tuple[int, int, int, int] | None, np.ndarray | None]]:
-    """Frame ``t`` (H, W, 3) rendered, and what changed (see ``_paste_face``). ``reference``: an earlier frame
-    with open eyes and its landmarks (``EyeLenders``)."""
+    """Frame ``t`` (H, W, 3) rendered, and what changed (see ``_paste_face``)."""
     face = _generate_face(image, t, plan, generator, drive_frame, person, reference)
     return _paste_face(image, face, keep_before)
 
@@ -528,7 +527,8 @@ def _generate_face(image: np.ndarray, t: int, plan: RenderPlan, generator: Gener
                    person: np.ndarray | None = None, reference: tuple[np.ndarray, np.ndarray] | None = None,
                    ) -> GeneratedFace | None:
     """The face the plan asks for in frame ``t`` (``image`` (H, W, 3), not modified), or None where the frame
-    passes through unchanged (no target face, or a weight of 0)."""
+    passes through unchanged (no target face, or a weight of 0). ``reference``: a nearby frame with open eyes
+    and its landmarks (``EyeLenders``)."""
     weight = float(plan.weight[t])
     source = plan.source[t]
     if weight <= 0 or not np.isfinite(source).all():
