@@ -54,9 +54,14 @@ def region_scales(drive_neutral: np.ndarray, target_neutral: np.ndarray,
     return scales
 
 
+def lid_gap(points: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    """Mean height of an eye's opening, lower minus upper lid over its lid ``pairs`` (P, 2) (``landmarks``), for
+    landmarks ``points`` (..., 478, >=2): shape (...), in the points' units."""
+    return (points[..., pairs[:, 1], 1] - points[..., pairs[:, 0], 1]).mean(-1)
+
+
 def _eye_height(shape: np.ndarray, name: str) -> float:
-    pairs = lm.RIGHT_LID_PAIRS if name == "right_eye" else lm.LEFT_LID_PAIRS
-    return float((shape[pairs[:, 1], 1] - shape[pairs[:, 0], 1]).mean())
+    return float(lid_gap(shape, lm.RIGHT_LID_PAIRS if name == "right_eye" else lm.LEFT_LID_PAIRS))
 
 
 # Mediapipe's eye contour rarely closes fully on a closed eye: a measured closure (1 - opening / neutral opening)
@@ -69,9 +74,7 @@ def eye_closure(shapes: np.ndarray, neutral: np.ndarray) -> np.ndarray:
     """(T, 2) closure of the right and left eye: 0 = as open as the neutral, 1 = shut, negative = wider."""
     out = []
     for pairs in (lm.RIGHT_LID_PAIRS, lm.LEFT_LID_PAIRS):
-        gap = (shapes[:, pairs[:, 1], 1] - shapes[:, pairs[:, 0], 1]).mean(1)
-        ref = float((neutral[pairs[:, 1], 1] - neutral[pairs[:, 0], 1]).mean())
-        out.append(1.0 - gap / max(ref, 1e-6))
+        out.append(1.0 - lid_gap(shapes, pairs) / max(float(lid_gap(neutral, pairs)), 1e-6))
     return np.stack(out, 1)
 
 

@@ -12,7 +12,8 @@ from retarget import landmarks as lm
 from retarget.compose import paste
 from retarget.generators import FaceEdit
 from retarget.generators.eyelids import keep_lash_lines, lid_stretch
-from retarget.generators.warp import BORROW_BEYOND, WarpGenerator, WarpSettings, face_triangles, lid_gap
+from retarget.generators.warp import BORROW_BEYOND, WarpGenerator, WarpSettings, face_triangles
+from retarget.transfer import lid_gap
 
 NO_AUS = np.zeros(17, np.float32)
 

@@ -26,9 +26,9 @@ class FaceEdit:
     # (H, W) float32 0-1 where the target's person (head, hair, body) is: given for a still target whose head
     # follows the driver's, so the head's move carries the hair and leaves the background
     person: np.ndarray | None = None
-    # an earlier frame of a video target with both eyes open, for an eye this edit opens further than the frame's
-    # own can stretch (the target's own blink under a driver whose eyes are open): (H, W, 3) uint8 RGB, and its
-    # landmarks (478, 3) pixels
+    # a nearby frame of a video target with both eyes open (an earlier one, or a later one at the clip's start),
+    # for an eye this edit opens further than the frame's own can stretch (the target's own blink under a driver
+    # whose eyes are open): (H, W, 3) uint8 RGB, and its landmarks (478, 3) pixels
     reference_image: np.ndarray | None = None
     reference_landmarks: np.ndarray | None = None
 

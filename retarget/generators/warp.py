@@ -27,6 +27,7 @@ import numpy as np
 from .. import landmarks as lm
 from ..face import similarity_fit
 from ..mesh import mesh_triangles, neighbour_table
+from ..transfer import lid_gap
 from .base import FaceEdit, GeneratedFace
 from .eyelids import LidStretch, keep_lash_lines, lid_stretch
 
@@ -71,11 +72,6 @@ class WarpGenerator:
 BORROW_BEYOND = 1.25
 
 
-def lid_gap(points: np.ndarray, pairs: np.ndarray) -> float:
-    """Mean height (pixels) of an eye's opening: lower minus upper lid over its lid ``pairs`` (P, 2)."""
-    return float((points[pairs[:, 1], 1] - points[pairs[:, 0], 1]).mean())
-
-
 def borrow_eyes(out: np.ndarray, field: WarpField, edit: FaceEdit, settings: WarpSettings) -> np.ndarray:
     """``out`` (the crop ``field`` warped) with each eye the edit opens beyond ``BORROW_BEYOND`` times its own
     opening taken from the edit's reference frame instead: the reference is warped from its landmarks to the
@@ -83,14 +79,14 @@ def borrow_eyes(out: np.ndarray, field: WarpField, edit: FaceEdit, settings: War
     1.1, feathered) is blended in (in place where it applies).
 
     A video target's own blink, under a driver whose eyes are open, has no eyeball to stretch; a frame a moment
-    earlier, with the same light and nearly the same pose, has the open eye.
+    earlier (or, at the clip's start, later), with the same light and nearly the same pose, has the open eye.
     """
     ref_image, ref_points = edit.reference_image, edit.reference_landmarks
     if ref_image is None or ref_points is None or not np.isfinite(ref_points).all():
         return out
     dst = field.destination  # crop pixels
     eyes = [loop for loop, pairs in ((lm.RIGHT_EYE, lm.RIGHT_LID_PAIRS), (lm.LEFT_EYE, lm.LEFT_LID_PAIRS))
-            if lid_gap(dst, pairs) > BORROW_BEYOND * max(lid_gap(field.source, pairs), 0.0) + 0.5]
+            if lid_gap(dst, pairs) > BORROW_BEYOND * max(float(lid_gap(field.source, pairs)), 0.0) + 0.5]
     if not eyes:
         return out
     ellipses = []
