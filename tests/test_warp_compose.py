@@ -685,3 +685,21 @@ def test_the_field_is_smoothed_along_the_outline_only() -> None:
     np.testing.assert_allclose(out[:, 50:], disp[:, 50:], atol=1e-3)
     flat = np.full((80, 80, 2), 1.5, np.float32)  # a field that is already smooth stays as it is
     np.testing.assert_allclose(_smooth_outline(flat, inside, 2.0), flat, atol=1e-5)
+
+
+def test_mouth_interior_in_a_black_and_white_face_is_grey(astronaut_landmarks: np.ndarray) -> None:
+    """A colour driver's red mouth interior, put into a black-and-white photograph's face, has no colour; in a
+    pale colour face it keeps its own."""
+    from retarget.generators.warp import _match_colour
+
+    driver = np.empty((512, 512, 3), np.uint8)
+    driver[:] = (167, 108, 97)
+    interior = np.empty((20, 30, 3), np.uint8)
+    interior[:] = (150, 50, 60)
+    grey = np.full((512, 512, 3), 158, np.uint8)
+    out = _match_colour(interior, driver, astronaut_landmarks, grey, astronaut_landmarks)[0, 0]
+    assert np.ptp(out) < 1.0
+    pale = np.empty((512, 512, 3), np.uint8)
+    pale[:] = (182, 157, 151)  # img_lp_s42's mean face colour: pale, but a colour picture
+    out = _match_colour(interior, driver, astronaut_landmarks, pale, astronaut_landmarks)[0, 0]
+    assert out[0] > out[1] + 60

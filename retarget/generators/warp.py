@@ -999,12 +999,30 @@ _TINT_SHARE = 0.3
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
 
+# A face with less than this share of the driver face's colourfulness (a black-and-white photograph, a grey-toned
+# print) gets a mouth interior drained of colour in proportion: the tint share alone left a red mouth in a grey
+# face (`drv_lp_d18` -> the black-and-white `img_lp_s2`). Skin in a colour picture, however pale, stays well
+# above it (`img_lp_s42` has 0.44 of `drv_lp_d12`'s).
+_GREY_SHARE = 0.3
+
+
 def _match_colour(interior: np.ndarray, drive_image: np.ndarray, drive_points: np.ndarray,
                   crop: np.ndarray, src: np.ndarray) -> np.ndarray:
     """Scale the driver pixels (h, w, 3) to the target's lighting: by the ratio of the two faces' mean
-    brightness, times ``_TINT_SHARE`` of the ratio of their mean tints (per channel, in log terms)."""
+    brightness, times ``_TINT_SHARE`` of the ratio of their mean tints (per channel, in log terms). A target face
+    with little colour (``_GREY_SHARE``) also takes the interior's colour away."""
     target, driver = _face_mean(crop, src), _face_mean(drive_image, drive_points)
     brightness = float(target @ _LUMA) / float(driver @ _LUMA)
     tint = (target / driver) / brightness
     gain = np.clip(brightness * tint ** _TINT_SHARE, 0.4, 2.5)
-    return interior.astype(np.float32) * gain
+    out = interior.astype(np.float32) * gain
+    keep = min(1.0, _chroma(target) / max(_GREY_SHARE * _chroma(driver), 1e-6))
+    if keep < 1.0:
+        luma = (out @ _LUMA)[..., None]
+        out = luma + keep * (out - luma)
+    return out
+
+
+def _chroma(colour: np.ndarray) -> float:
+    """How far an RGB ``colour`` (3,) lies from the grey of its own brightness."""
+    return float(np.linalg.norm(colour - colour @ _LUMA))
