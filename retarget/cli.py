@@ -24,6 +24,10 @@ Beside OUT, OUT.retarget.json records the resolved configuration and the per-fra
 """
 
 
+FACE_HELP = ("which face of the {clip} when it shows several: largest (default), left, right, or X,Y (pixels "
+             "of the frame, on the face); chosen on the first frame with a face, then followed")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="retarget", description="The target's face performs the driver's facial expressions, keeping its "
@@ -39,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="time of the driver's neutral face (default: its calmest frame)")
     p.add_argument("--target-neutral", type=float, metavar="SECONDS",
                    help="time of the target's neutral face (default: its calmest frame)")
+    p.add_argument("--drive-face", metavar="WHICH", help=FACE_HELP.format(clip="driver"))
+    p.add_argument("--target-face", metavar="WHICH", help=FACE_HELP.format(clip="target"))
     add_gain_flags(p)
     p.add_argument("--fps", type=float, help="AU curves on a still: output frame rate (default: the rows' own "
                    "rate when they are at most 0.1 s apart, else 25)")
@@ -131,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     options = {
         "gains": gains or None, "only": _regions(args.only), "exclude": _regions(args.exclude), "fps": args.fps,
         "intensity": args.intensity, "drive_neutral": args.drive_neutral, "target_neutral": args.target_neutral,
+        "drive_face": args.drive_face, "target_face": args.target_face,
         "audio": args.audio, "loop": args.loop, "pose": args.pose, "max_size": args.max_size, "crf": args.crf,
         "x264_preset": args.x264_preset, **generator_options(args),
     }
@@ -264,6 +271,7 @@ def build_edit_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", help="configs/NAME.yaml or a YAML file")
     p.add_argument("--target-neutral", type=float, metavar="SECONDS",
                    help="time of the target video's neutral face (default: its calmest frame)")
+    p.add_argument("--target-face", metavar="WHICH", help=FACE_HELP.format(clip="target"))
     p.add_argument("--max-size", type=int, metavar="PIXELS", help="cap a still target's longer side (default 1280)")
     p.add_argument("--crf", type=int, help="H.264 quality, lower is better (default 18)")
     add_generator_flags(p)
@@ -283,7 +291,8 @@ def edit_main(argv: list[str]) -> int:
         parser.error(str(exc))
     if args.ramp < 0:
         parser.error("--ramp must not be negative")
-    options = {"fps": args.fps, "target_neutral": args.target_neutral, "max_size": args.max_size, "crf": args.crf,
+    options = {"fps": args.fps, "target_neutral": args.target_neutral, "target_face": args.target_face,
+               "max_size": args.max_size, "crf": args.crf,
                **generator_options(args)}
     result = _run_job(lambda: edit(args.target, args.output, deltas, start=args.start, stop=args.stop,
                                    ramp=args.ramp, duration=args.duration, preset=args.preset,

@@ -19,6 +19,8 @@ class RetargetConfig:
     intensity: float = 1.0  # gain on the driver's expression change; 0 keeps the target's neutral
     drive_neutral: float | None = None  # seconds: the driver's neutral frame; None picks the calmest frame
     target_neutral: float | None = None  # seconds: the target's neutral frame; None picks the calmest frame
+    drive_face: str = "largest"  # which face the driver follows: largest, left, right or X,Y (pixels)
+    target_face: str = "largest"  # which face of the target takes the expressions (the same choices)
     audio: str = "auto"  # auto: the target video's audio, or the driver's for a still target
     loop: bool = False  # a driver shorter than the target loops instead of resting on its neutral
     pose: bool = True  # a still target follows the driver's head motion (rotation, translation, scale)
@@ -105,6 +107,13 @@ def validate(c: RetargetConfig) -> None:
         if getattr(c, name) < 0:
             raise RetargetError(f"{name} must not be negative")
     _validate_gains(c)
+    from .face import FaceChoice
+
+    for name in ("drive_face", "target_face"):
+        try:
+            FaceChoice.parse(str(getattr(c, name)))
+        except ValueError as exc:
+            raise RetargetError(f"{name} {exc}") from None
     if c.fps is not None and not 1 <= c.fps <= 240:
         raise RetargetError(f"fps must be between 1 and 240, not {c.fps}")
     # checked here, before any tracking, rather than when the generator or the encoder is first made

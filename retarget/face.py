@@ -25,17 +25,95 @@ class TrackerSettings:
     max_faces: int = 4  # considered on stills, where the largest is chosen
 
 
+FACE_RULES = ("largest", "left", "right")
+
+
+@dataclass(frozen=True)
+class FaceChoice:
+    """Which face a clip follows when the first frame with a face shows several.
+
+    ``rule`` is "largest", "left" or "right" (by the face's centre), or "point": the face around ``point``
+    (x, y pixels of the frame), within a quarter of its size beyond its landmarks' box. The choice is made once,
+    on that first frame; after it the track follows the face nearest the previous frame's.
+    """
+
+    rule: str = "largest"
+    point: tuple[float, float] | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> FaceChoice:
+        """``largest``, ``left``, ``right`` or ``X,Y`` (pixels); anything else raises ValueError."""
+        word = text.strip().lower()
+        if word in FACE_RULES:
+            return cls(word)
+        parts = word.split(",")
+        try:
+            x, y = (float(v) for v in parts)
+        except ValueError:
+            raise ValueError(f"{text!r}: use largest, left, right or X,Y (pixels of the frame)") from None
+        if not (np.isfinite(x) and np.isfinite(y)) or x < 0 or y < 0:
+            raise ValueError(f"{text!r}: X,Y must be pixel coordinates, 0 or more")
+        return cls("point", (x, y))
+
+    def scaled(self, factor: float) -> FaceChoice:
+        """The same choice on the frame resized by ``factor`` (a still capped by ``max_size``)."""
+        if self.point is None:
+            return self
+        return FaceChoice(self.rule, (self.point[0] * factor, self.point[1] * factor))
+
+    def pick(self, faces: list[np.ndarray]) -> np.ndarray:
+        """The chosen face among ``faces`` (each (478, 3) pixels, at least one).
+
+        Raises NoFaceThere when the rule is "point" and no face is around it.
+        """
+        if self.rule == "left":
+            return min(faces, key=lambda f: float(np.nanmean(f[:, 0])))
+        if self.rule == "right":
+            return max(faces, key=lambda f: float(np.nanmean(f[:, 0])))
+        if self.rule == "point":
+            x, y = self.point
+            near = [f for f in faces if _around(f, x, y)]
+            if not near:
+                raise NoFaceThere(self, [face_box(f) for f in faces])
+            return min(near, key=lambda f: float(np.hypot(*(f[:, :2].mean(0) - (x, y)))))
+        return max(faces, key=_face_area)
+
+    def __str__(self) -> str:
+        return self.rule if self.point is None else f"{self.point[0]:g},{self.point[1]:g}"
+
+
+class NoFaceThere(ValueError):
+    """A point chose the face, and no face was around it; ``boxes`` are the faces that were there."""
+
+    def __init__(self, choice: FaceChoice, boxes: list[tuple[int, int, int, int]]) -> None:
+        self.choice, self.boxes = choice, boxes
+        where = "; ".join(f"x {x0}-{x1}, y {y0}-{y1}" for x0, y0, x1, y1 in boxes)
+        super().__init__(f"no face at {choice} in the first frame with faces (faces there: {where})")
+
+
+def face_box(points: np.ndarray) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1) whole pixels around the landmarks ``points`` (478, 2 or 3)."""
+    lo, hi = np.floor(points[:, :2].min(0)), np.ceil(points[:, :2].max(0))
+    return int(lo[0]), int(lo[1]), int(hi[0]), int(hi[1])
+
+
+def _around(points: np.ndarray, x: float, y: float, margin: float = 0.25) -> bool:
+    lo, hi = points[:, :2].min(0), points[:, :2].max(0)
+    pad = margin * (hi - lo)
+    return bool(lo[0] - pad[0] <= x <= hi[0] + pad[0] and lo[1] - pad[1] <= y <= hi[1] + pad[1])
+
+
 class FaceTracker:
     """Face mesh on a stream of frames (``still=False``) or on independent images (``still=True``).
 
-    Returns one face per call: the largest on the first call, then the face nearest the previous one, so a
-    second person entering the frame does not steal the track. ``max_faces`` faces are looked at (for videos,
-    more than one costs a detection per frame, so ``track_frames`` asks for more only when the first frame
-    shows several faces).
+    Returns one face per call: on the first call the one ``choice`` picks (the largest by default), then the
+    face nearest the previous one, so a second person entering the frame does not steal the track.
+    ``max_faces`` faces are looked at (for videos, more than one costs a detection per frame, so
+    ``track_frames`` asks for more only when the first frame with a face shows several).
     """
 
     def __init__(self, still: bool = False, settings: TrackerSettings | None = None,
-                 max_faces: int | None = None) -> None:
+                 max_faces: int | None = None, choice: FaceChoice | None = None) -> None:
         mp = import_mediapipe()  # heavy: imported only when tracking
 
         s = settings or TrackerSettings()
@@ -46,15 +124,19 @@ class FaceTracker:
             min_detection_confidence=s.min_detection_confidence,
             min_tracking_confidence=s.min_tracking_confidence,
         )
+        self._choice = choice or FaceChoice()
         self._last: np.ndarray | None = None
 
     def __call__(self, image: np.ndarray) -> np.ndarray | None:
-        """Landmarks (478, 3) float32 in pixels of ``image`` (H, W, 3) uint8 RGB, or None when no face."""
+        """Landmarks (478, 3) float32 in pixels of ``image`` (H, W, 3) uint8 RGB, or None when no face.
+
+        Raises NoFaceThere on the first frame with faces when the choice is a point and none is around it.
+        """
         faces = self.all_faces(image)
         if not faces:
             return None
         if self._last is None:
-            face = max(faces, key=_face_area)
+            face = self._choice.pick(faces)
         else:
             centre = self._last[:, :2].mean(0)
             face = min(faces, key=lambda f: float(np.linalg.norm(f[:, :2].mean(0) - centre)))
@@ -68,7 +150,10 @@ class FaceTracker:
         return [_to_pixels(face, w, h) for face in (result.multi_face_landmarks or [])]
 
     def close(self) -> None:
-        self._mesh.close()
+        """Release mediapipe's graph (again: no effect)."""
+        if self._mesh is not None:
+            self._mesh.close()
+            self._mesh = None
 
     def __enter__(self) -> FaceTracker:
         return self
@@ -107,21 +192,26 @@ def _face_area(points: np.ndarray) -> float:
 
 
 def track_frames(frames: Iterable[Frame], width: int, height: int, still: bool = False,
-                 on_frame=None) -> Track:
-    """Track the face through ``frames``; keeps only landmarks, never the frames themselves."""
-    frames = iter(frames)
-    first = next(frames, None)
-    if first is None:
-        return Track(np.zeros(0), np.zeros((0, N_LANDMARKS, 3), np.float32), np.zeros(0, bool), width, height)
-    faces_at_start = 1
-    if not still:
-        with FaceTracker(still=True) as probe:
-            faces_at_start = max(1, len(probe.all_faces(first.image)))
+                 on_frame=None, choice: FaceChoice | None = None) -> Track:
+    """Track the face through ``frames``; keeps only landmarks, never the frames themselves.
+
+    ``choice`` picks the face on the first frame with a face (the largest by default). A video is tracked from
+    that frame on with as many faces as it shows, so the chosen one can be followed among them.
+    """
     times, points, found = [], [], []
-    with FaceTracker(still=still, max_faces=None if still else faces_at_start) as tracker:
-        previous = None
-        for frame in _chain(first, frames):
-            face = tracker(frame.image)
+    tracker = probe = None
+    previous = None
+    try:
+        for frame in frames:
+            if tracker is None and not still:
+                probe = probe or FaceTracker(still=True)
+                faces = len(probe.all_faces(frame.image))
+                if faces:
+                    tracker = FaceTracker(max_faces=faces, choice=choice)
+                    probe.close()
+            elif tracker is None:
+                tracker = FaceTracker(still=True, choice=choice)
+            face = tracker(frame.image) if tracker is not None else None
             if not still and previous is None and face is not None:
                 face = _settled(tracker, frame.image, face)
             previous = face
@@ -130,6 +220,12 @@ def track_frames(frames: Iterable[Frame], width: int, height: int, still: bool =
             points.append(face if face is not None else np.full((N_LANDMARKS, 3), np.nan, np.float32))
             if on_frame is not None:
                 on_frame()
+    finally:
+        for t in (tracker, probe):
+            if t is not None:
+                t.close()
+    if not times:
+        return Track(np.zeros(0), np.zeros((0, N_LANDMARKS, 3), np.float32), np.zeros(0, bool), width, height)
     return Track(np.asarray(times, np.float64), np.stack(points), np.asarray(found), width, height)
 
 
@@ -147,11 +243,6 @@ def _settled(tracker: FaceTracker, image: np.ndarray, face: np.ndarray, rounds: 
             break
         face = again
     return face
-
-
-def _chain(first: Frame, rest: Iterable[Frame]) -> Iterable[Frame]:
-    yield first
-    yield from rest
 
 
 def similarity_fit(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:

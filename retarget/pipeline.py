@@ -23,7 +23,7 @@ from .aushape import AUShapeModel
 from .compose import paste
 from .config import RetargetConfig, generator_settings
 from .errors import RetargetError
-from .face import track_frames
+from .face import FaceChoice, NoFaceThere, face_box, track_frames
 from .generators import FaceEdit, GeneratedFace, Generator, make_generator
 from .motion import DriveMotion, envelope, from_clip, from_curves, from_edit
 from .plan import RenderPlan, build_plan
@@ -62,6 +62,7 @@ def run(drive: Path, target: Path, output: Path, config: RetargetConfig, preview
     progress = Progress(enabled=show_progress)
     # 1. check inputs before any work
     inputs = check_inputs(drive, target, output, preview)
+    check_face_choices(inputs, config)
     # 2. track the faces (two threads: mediapipe runs outside the GIL), its native log lines kept quiet
     with _timed(timings, "track"), native_stderr_silenced() as stderr:
         drive_track, target_track = track_inputs(inputs, config, progress, stderr)
@@ -145,6 +146,7 @@ def run_edit(target: Path, output: Path, config: RetargetConfig, deltas: dict[st
     progress = Progress(enabled=show_progress)
     # 1. check inputs before any work
     inputs, image_output = check_edit_inputs(target, output, deltas, duration)
+    check_face_choices(inputs, config)
     # 2. track the target
     with _timed(timings, "track"), native_stderr_silenced() as stderr:
         track = _track_target(inputs, config, progress, stderr)
@@ -236,18 +238,57 @@ def _target_frames(info: MediaInfo, config: RetargetConfig) -> Iterator[Frame]:
 
 
 def _frame_size(info: MediaInfo, config: RetargetConfig) -> tuple[int, int]:
-    if not info.is_still:
+    scale = _frame_scale(info, config)
+    if scale == 1.0:
         return info.width, info.height
-    scale = min(1.0, config.max_size / max(info.width, info.height))
     return max(1, round(info.width * scale)), max(1, round(info.height * scale))
+
+
+def _frame_scale(info: MediaInfo, config: RetargetConfig) -> float:
+    """How much the frames are resized for tracking and rendering: a still is capped by ``max_size``."""
+    return min(1.0, config.max_size / max(info.width, info.height)) if info.is_still else 1.0
+
+
+def face_choice(config: RetargetConfig, role: str, info: MediaInfo) -> FaceChoice:
+    """The ``role``'s ("drive" or "target") choice of face, on its frames as tracked; a point must lie in the
+    frame (pixels of the video, or of the still before ``max_size``)."""
+    choice = FaceChoice.parse(config.drive_face if role == "drive" else config.target_face)
+    if choice.point is not None and (choice.point[0] >= info.width or choice.point[1] >= info.height):
+        raise RetargetError(f"--{role}-face {choice} is outside {info.path}'s {info.width}x{info.height} frame")
+    return choice.scaled(_frame_scale(info, config))
+
+
+def check_face_choices(inputs: Inputs, config: RetargetConfig) -> None:
+    """Before any work: each choice of face names a point inside its clip's frame, and a driver's choice has a
+    driver video to choose in."""
+    face_choice(config, "target", inputs.target)
+    if inputs.drive is not None:
+        face_choice(config, "drive", inputs.drive)
+    elif config.drive_face != "largest":
+        source = "AU curves have" if inputs.curves is not None else "an edit has"
+        raise RetargetError(f"--drive-face chooses a face in a driver video; {source} none")
+
+
+def _track_clip(frames: Iterator[Frame], info: MediaInfo, config: RetargetConfig, role: str,
+                on_frame=None) -> Track:
+    """Track the face ``config`` chooses (``role``: "drive" or "target") through the clip's ``frames``."""
+    w, h = _frame_size(info, config)
+    choice = face_choice(config, role, info)
+    try:
+        return track_frames(frames, w, h, still=info.is_still, on_frame=on_frame, choice=choice)
+    except NoFaceThere as exc:
+        scale = _frame_scale(info, config)
+        where = "; ".join(f"x {round(x0 / scale)}-{round(x1 / scale)}, y {round(y0 / scale)}-{round(y1 / scale)}"
+                          for x0, y0, x1, y1 in exc.boxes)
+        given = config.drive_face if role == "drive" else config.target_face
+        frame = str(info.path) if info.is_still else f"{info.path}'s first frame with a face"
+        raise RetargetError(f"--{role}-face {given}: no face there in {frame} (faces: {where})") from None
 
 
 def _track_target(inputs: Inputs, config: RetargetConfig, progress: Progress, stream=None) -> Track:
     bar = progress.bar("tracking the face", 1 if inputs.target.is_still else inputs.target.frame_count, stream)
     try:
-        w, h = _frame_size(inputs.target, config)
-        return track_frames(_target_frames(inputs.target, config), w, h, still=inputs.target.is_still,
-                            on_frame=bar.update)
+        return _track_clip(_target_frames(inputs.target, config), inputs.target, config, "target", bar.update)
     finally:
         bar.close()
 
@@ -263,18 +304,17 @@ def track_inputs(inputs: Inputs, config: RetargetConfig, progress: Progress,
 
     def track_drive() -> None:
         try:
-            d = inputs.drive
-            result["drive"] = track_frames(prefetch(read_frames(d.path)), d.width, d.height, on_frame=bar.update)
+            result["drive"] = _track_clip(prefetch(read_frames(inputs.drive.path)), inputs.drive, config, "drive",
+                                          bar.update)
         except BaseException as exc:  # re-raised in the caller's thread
             failure.append(exc)
 
     worker = threading.Thread(target=track_drive, name="track-driver", daemon=True)
     worker.start()
     try:
-        w, h = _frame_size(inputs.target, config)
         # decoding runs ahead on its own thread, so mediapipe never waits for a frame
-        target_track = track_frames(prefetch(_target_frames(inputs.target, config)), w, h,
-                                    still=inputs.target.is_still, on_frame=bar.update)
+        target_track = _track_clip(prefetch(_target_frames(inputs.target, config)), inputs.target, config,
+                                   "target", bar.update)
     finally:
         worker.join()
         bar.close()
@@ -605,6 +645,15 @@ def _eyes_from(plan: RenderPlan, t: int) -> float | None:
     return round(float(plan.times[plan.eye_reference[t]]), 4)
 
 
+def _face_report(choice: str, times: np.ndarray, landmarks: np.ndarray | None, found: np.ndarray) -> dict | None:
+    """The choice of face, and where the chosen face was on the first frame with it: its box (x0, y0, x1, y1,
+    pixels of the frames as tracked) and time. None without tracked landmarks (AU curves drive)."""
+    if landmarks is None or not found.any():
+        return None
+    first = int(np.argmax(found))
+    return {"choice": choice, "time": round(float(times[first]), 4), "box": list(face_box(landmarks[first]))}
+
+
 def write_report(inputs: Inputs, config: RetargetConfig, plan: RenderPlan, drive: DriveMotion,
                  target: ClipAnalysis, timings: StageTimes) -> Path:
     """The resolved configuration and per-frame AU trajectories, written atomically beside the output."""
@@ -616,6 +665,9 @@ def write_report(inputs: Inputs, config: RetargetConfig, plan: RenderPlan, drive
         "drive_neutral_upper_time": drive.upper_neutral_time, "target_neutral_upper_time": target.upper_neutral_time,
         "drive_frames_without_face": int((~drive.found).sum()),
         "target_frames_without_face": int((~target.track.found).sum()),
+        "drive_face": _face_report(config.drive_face, drive.times, drive.landmarks, drive.found),
+        "target_face": _face_report(config.target_face, target.track.times, target.track.landmarks,
+                                    target.track.found),
         "timings_seconds": {k: round(v, 3) for k, v in timings.seconds.items()},
         "au_names": list(AU_NAMES),
         "frames": [
