@@ -56,7 +56,6 @@ from .analysis import ClipAnalysis, analyse_clip
 from .aucsv import AUCurves, write_au_csv
 from .config import RetargetConfig
 from .errors import RetargetError
-from .face import track_frames
 from .mediapipe_import import import_mediapipe
 from .progress import Progress
 from .quiet import native_stderr_silenced
@@ -77,7 +76,8 @@ PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 
 def analyze(clip: Path, csv: Path | None, plot: Path | None, config: RetargetConfig,
             show_progress: bool = True) -> AUCurves:
-    """Analyse ``clip`` (a video or a still image) and write its AU curves to ``csv`` and/or ``plot``.
+    """Analyse ``clip`` (a video or a still image) and write its AU curves to ``csv`` and/or ``plot``; of several
+    faces, ``config.drive_face`` chooses (``--face``).
 
     Raises RetargetError for a missing or unreadable file, no video stream, no face anywhere, a bad
     ``config.drive_neutral`` or an output path that is the input. Outputs are written only when everything
@@ -147,17 +147,19 @@ class _DetectorSamples:
 
 
 def _track(info: MediaInfo, config: RetargetConfig, progress: Progress, stream) -> tuple[Track, _DetectorSamples]:
+    """The face ``config.drive_face`` chooses (``--face``), tracked, and the detector's scores along the way."""
+    from .pipeline import track_chosen_face
+
     bar = progress.bar("tracking face", 1 if info.is_still else info.frame_count, stream)
     try:
         if info.is_still:
-            image = read_still(info.path, config.max_size)
             samples = _DetectorSamples(1)
-            frames = samples.tap([Frame(0, 0.0, image)])
-            return track_frames(frames, image.shape[1], image.shape[0], still=True, on_frame=bar.update), samples
-        fps = float(info.fps) if info.fps else 25.0
-        samples = _DetectorSamples(round(CONFIDENCE_EVERY * fps))
-        track = track_frames(samples.tap(read_frames(info.path)), info.width, info.height, on_frame=bar.update)
-        return track, samples
+            frames = samples.tap([Frame(0, 0.0, read_still(info.path, config.max_size))])
+        else:
+            fps = float(info.fps) if info.fps else 25.0
+            samples = _DetectorSamples(round(CONFIDENCE_EVERY * fps))
+            frames = samples.tap(read_frames(info.path))
+        return track_chosen_face(frames, info, config, "drive", bar.update, flag="--face"), samples
     finally:
         bar.close()
 

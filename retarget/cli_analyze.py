@@ -33,6 +33,8 @@ def build_analyze_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", type=Path, metavar="PATH", help="picture of the AU curves (.png, .svg or .pdf)")
     p.add_argument("--neutral", type=float, metavar="SECONDS",
                    help="time of the neutral face the AUs are measured from (default: the calmest frame)")
+    p.add_argument("--face", metavar="WHICH", help="which face when the clip shows several: largest (default), "
+                   "left, right, or X,Y (pixels of the frame, on the face); chosen on the first frame with a face")
     p.add_argument("--preset", help="configs/NAME.yaml or a YAML file (its smoothing settings apply)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -47,7 +49,7 @@ def analyze_main(argv: list[str]) -> int:
 
     to_stdout = args.csv is None and args.plot is None
     try:
-        config = resolve(args.preset, drive_neutral=args.neutral)
+        config = resolve(args.preset, drive_neutral=args.neutral, drive_face=args.face)
         if to_stdout:
             curves = _analyze_to_stdout(analyze, args, config)
         else:

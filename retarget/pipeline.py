@@ -10,7 +10,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
@@ -249,12 +249,14 @@ def _frame_scale(info: MediaInfo, config: RetargetConfig) -> float:
     return min(1.0, config.max_size / max(info.width, info.height)) if info.is_still else 1.0
 
 
-def face_choice(config: RetargetConfig, role: str, info: MediaInfo) -> FaceChoice:
+def face_choice(config: RetargetConfig, role: str, info: MediaInfo, flag: str | None = None) -> FaceChoice:
     """The ``role``'s ("drive" or "target") choice of face, on its frames as tracked; a point must lie in the
-    frame (pixels of the video, or of the still before ``max_size``)."""
+    frame (pixels of the video, or of the still before ``max_size``). ``flag`` names it in errors (default
+    ``--ROLE-face``)."""
     choice = FaceChoice.parse(config.drive_face if role == "drive" else config.target_face)
     if choice.point is not None and (choice.point[0] >= info.width or choice.point[1] >= info.height):
-        raise RetargetError(f"--{role}-face {choice} is outside {info.path}'s {info.width}x{info.height} frame")
+        raise RetargetError(f"{flag or f'--{role}-face'} {choice} is outside {info.path}'s "
+                            f"{info.width}x{info.height} frame")
     return choice.scaled(_frame_scale(info, config))
 
 
@@ -269,11 +271,12 @@ def check_face_choices(inputs: Inputs, config: RetargetConfig) -> None:
         raise RetargetError(f"--drive-face chooses a face in a driver video; {source} none")
 
 
-def _track_clip(frames: Iterator[Frame], info: MediaInfo, config: RetargetConfig, role: str,
-                on_frame=None) -> Track:
-    """Track the face ``config`` chooses (``role``: "drive" or "target") through the clip's ``frames``."""
+def track_chosen_face(frames: Iterable[Frame], info: MediaInfo, config: RetargetConfig, role: str,
+                      on_frame=None, flag: str | None = None) -> Track:
+    """Track the face ``config`` chooses (``role``: "drive" or "target") through the clip's ``frames`` (a still
+    at ``max_size``); ``flag`` names the choice in errors (default ``--ROLE-face``)."""
     w, h = _frame_size(info, config)
-    choice = face_choice(config, role, info)
+    choice = face_choice(config, role, info, flag)
     try:
         return track_frames(frames, w, h, still=info.is_still, on_frame=on_frame, choice=choice)
     except NoFaceThere as exc:
@@ -282,13 +285,14 @@ def _track_clip(frames: Iterator[Frame], info: MediaInfo, config: RetargetConfig
                           for x0, y0, x1, y1 in exc.boxes)
         given = config.drive_face if role == "drive" else config.target_face
         frame = str(info.path) if info.is_still else f"{info.path}'s first frame with a face"
-        raise RetargetError(f"--{role}-face {given}: no face there in {frame} (faces: {where})") from None
+        raise RetargetError(f"{flag or f'--{role}-face'} {given}: no face there in {frame} (faces: {where})") \
+            from None
 
 
 def _track_target(inputs: Inputs, config: RetargetConfig, progress: Progress, stream=None) -> Track:
     bar = progress.bar("tracking the face", 1 if inputs.target.is_still else inputs.target.frame_count, stream)
     try:
-        return _track_clip(_target_frames(inputs.target, config), inputs.target, config, "target", bar.update)
+        return track_chosen_face(_target_frames(inputs.target, config), inputs.target, config, "target", bar.update)
     finally:
         bar.close()
 
@@ -304,7 +308,7 @@ def track_inputs(inputs: Inputs, config: RetargetConfig, progress: Progress,
 
     def track_drive() -> None:
         try:
-            result["drive"] = _track_clip(prefetch(read_frames(inputs.drive.path)), inputs.drive, config, "drive",
+            result["drive"] = track_chosen_face(prefetch(read_frames(inputs.drive.path)), inputs.drive, config, "drive",
                                           bar.update)
         except BaseException as exc:  # re-raised in the caller's thread
             failure.append(exc)
@@ -313,7 +317,7 @@ def track_inputs(inputs: Inputs, config: RetargetConfig, progress: Progress,
     worker.start()
     try:
         # decoding runs ahead on its own thread, so mediapipe never waits for a frame
-        target_track = _track_clip(prefetch(_target_frames(inputs.target, config)), inputs.target, config,
+        target_track = track_chosen_face(prefetch(_target_frames(inputs.target, config)), inputs.target, config,
                                    "target", bar.update)
     finally:
         worker.join()

@@ -108,3 +108,23 @@ def test_video_target_and_driver_follow_the_chosen_faces(files, tmp_path):
     report = report_of(out)
     assert report["target_face"]["box"][0] > SPLIT and report["drive_face"]["box"][2] < SPLIT
     assert report["config"]["target_face"] == "right" and report["config"]["drive_face"] == "left"
+
+
+@pytest.mark.parametrize("which, sign", [("left", -1), ("right", 1)])
+def test_analyze_measures_the_chosen_face(files, tmp_path, capsys, which, sign):
+    """``retarget analyze --face``: the curves are the chosen person's (their face's position says whose)."""
+    from retarget.aucsv import read_au_csv
+
+    csv = tmp_path / "aus.csv"
+    result = run_main(capsys, "analyze", files["two_video"], "--face", which, "--csv", csv, "-q")
+    assert result.returncode == 0, result.stderr
+    curves = read_au_csv(csv)
+    assert curves.success.all()
+    assert (np.sign(curves.pose[:, 0]) == sign).all()  # pose_Tx: left or right of the image centre
+
+
+def test_analyze_point_beside_every_face_fails_cleanly(files, tmp_path, capsys):
+    csv = tmp_path / "aus.csv"
+    result = run_main(capsys, "analyze", files["still"], "--face", "212,5", "--csv", csv)
+    assert_clean_failure(result, "--face 212,5: no face there", strict_stderr=False)
+    assert not csv.exists()
