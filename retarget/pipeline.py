@@ -249,11 +249,15 @@ def _frame_scale(info: MediaInfo, config: RetargetConfig) -> float:
     return min(1.0, config.max_size / max(info.width, info.height)) if info.is_still else 1.0
 
 
+def _face_option(config: RetargetConfig, role: str) -> str:
+    return config.drive_face if role == "drive" else config.target_face
+
+
 def face_choice(config: RetargetConfig, role: str, info: MediaInfo, flag: str | None = None) -> FaceChoice:
     """The ``role``'s ("drive" or "target") choice of face, on its frames as tracked; a point must lie in the
     frame (pixels of the video, or of the still before ``max_size``). ``flag`` names it in errors (default
     ``--ROLE-face``)."""
-    choice = FaceChoice.parse(config.drive_face if role == "drive" else config.target_face)
+    choice = FaceChoice.parse(_face_option(config, role))
     if choice.point is not None and (choice.point[0] >= info.width or choice.point[1] >= info.height):
         raise RetargetError(f"{flag or f'--{role}-face'} {choice} is outside {info.path}'s "
                             f"{info.width}x{info.height} frame")
@@ -266,7 +270,7 @@ def check_face_choices(inputs: Inputs, config: RetargetConfig) -> None:
     face_choice(config, "target", inputs.target)
     if inputs.drive is not None:
         face_choice(config, "drive", inputs.drive)
-    elif config.drive_face != "largest":
+    elif FaceChoice.parse(config.drive_face) != FaceChoice():
         source = "AU curves have" if inputs.curves is not None else "an edit has"
         raise RetargetError(f"--drive-face chooses a face in a driver video; {source} none")
 
@@ -275,6 +279,7 @@ def track_chosen_face(frames: Iterable[Frame], info: MediaInfo, config: Retarget
                       on_frame=None, flag: str | None = None) -> Track:
     """Track the face ``config`` chooses (``role``: "drive" or "target") through the clip's ``frames`` (a still
     at ``max_size``); ``flag`` names the choice in errors (default ``--ROLE-face``)."""
+    flag = flag or f"--{role}-face"
     w, h = _frame_size(info, config)
     choice = face_choice(config, role, info, flag)
     try:
@@ -283,9 +288,8 @@ def track_chosen_face(frames: Iterable[Frame], info: MediaInfo, config: Retarget
         scale = _frame_scale(info, config)
         where = "; ".join(f"x {round(x0 / scale)}-{round(x1 / scale)}, y {round(y0 / scale)}-{round(y1 / scale)}"
                           for x0, y0, x1, y1 in exc.boxes)
-        given = config.drive_face if role == "drive" else config.target_face
         frame = str(info.path) if info.is_still else f"{info.path}'s first frame with a face"
-        raise RetargetError(f"{flag or f'--{role}-face'} {given}: no face there in {frame} (faces: {where})") \
+        raise RetargetError(f"{flag} {_face_option(config, role)}: no face there in {frame} (faces: {where})") \
             from None
 
 
@@ -308,8 +312,8 @@ def track_inputs(inputs: Inputs, config: RetargetConfig, progress: Progress,
 
     def track_drive() -> None:
         try:
-            result["drive"] = track_chosen_face(prefetch(read_frames(inputs.drive.path)), inputs.drive, config, "drive",
-                                          bar.update)
+            result["drive"] = track_chosen_face(prefetch(read_frames(inputs.drive.path)), inputs.drive, config,
+                                                "drive", bar.update)
         except BaseException as exc:  # re-raised in the caller's thread
             failure.append(exc)
 
@@ -318,7 +322,7 @@ def track_inputs(inputs: Inputs, config: RetargetConfig, progress: Progress,
     try:
         # decoding runs ahead on its own thread, so mediapipe never waits for a frame
         target_track = track_chosen_face(prefetch(_target_frames(inputs.target, config)), inputs.target, config,
-                                   "target", bar.update)
+                                         "target", bar.update)
     finally:
         worker.join()
         bar.close()
@@ -643,7 +647,8 @@ def report_path(output: Path) -> Path:
 
 
 def _eyes_from(plan: RenderPlan, t: int) -> float | None:
-    """Time of the earlier frame that frame ``t``'s target eyes may be taken from (``RenderPlan.eye_reference``)."""
+    """Time of the nearby frame (earlier, or later at a clip's start) that frame ``t``'s target eyes may be taken
+    from (``RenderPlan.eye_reference``)."""
     if plan.eye_reference is None or plan.eye_reference[t] < 0:
         return None
     return round(float(plan.times[plan.eye_reference[t]]), 4)

@@ -16,6 +16,9 @@ from test_config_cli import assert_clean_failure, leftovers, run_cli, run_main
 from test_video import make_clip
 
 import retarget
+from retarget.config import resolve
+from retarget.pipeline import Inputs, check_face_choices
+from retarget.video import probe
 
 REPO = Path(__file__).resolve().parents[1]
 SPLIT = 210  # every pixel of the small face lies left of this column, every pixel of the large one right of it
@@ -96,6 +99,9 @@ def test_drive_face_needs_a_driver_video(files, tmp_path, capsys):
     curves.write_text("timestamp, success, AU12_r\n0.0, 1, 0.0\n0.04, 1, 2.0\n")
     result = run_main(capsys, curves, files["still"], "-o", tmp_path / "out.mp4", "--drive-face", "left")
     assert_clean_failure(result, "driver video")
+    # the default, however it is spelled, is no choice to refuse
+    assert check_face_choices(Inputs(None, probe(files["still"]), tmp_path / "o.mp4", None, curves),
+                              resolve(drive_face=" Largest")) is None
 
 
 def test_video_target_and_driver_follow_the_chosen_faces(files, tmp_path):
