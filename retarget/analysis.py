@@ -8,6 +8,7 @@ import numpy as np
 
 from .expression import analyse
 from .face import estimate_pose, reference_shape
+from .shots import shot_spans
 from .smooth import smooth
 from .types import Expression, HeadPose, Track
 
@@ -40,21 +41,44 @@ def analyse_clip(track: Track, fps: float, neutral_time: float | None,
     """
     if not track.found.any():
         raise ValueError("no face")
-    steady = smooth(track.landmarks, fps, smooth_landmarks, valid=track.found)
+    steady = smooth(track.landmarks, fps, smooth_landmarks, valid=track.found, cuts=track.cuts)
     steady = np.where(track.found[:, None, None], steady, np.nan).astype(np.float32)
-    smoothed = Track(track.times, steady, track.found, track.width, track.height)
+    smoothed = Track(track.times, steady, track.found, track.width, track.height, track.cuts)
     reference = reference_shape(smoothed)
     pose, normalised = estimate_pose(smoothed, reference)
-    pose = smooth_head_pose(pose, fps, smooth_pose, track.found)
+    pose = smooth_head_pose(pose, fps, smooth_pose, track.found, track.cuts)
     expression = analyse(normalised, track.found, track.times, neutral_time, population_neutral)
     return ClipAnalysis(smoothed, pose, expression, fps)
 
 
-def smooth_head_pose(pose: HeadPose, fps: float, seconds: float, found: np.ndarray) -> HeadPose:
-    """Smooth rotation (re-orthonormalised), translation and scale over time."""
-    rot = smooth(pose.rotation, fps, seconds, valid=found)
+def shot_analyses(clip: ClipAnalysis, neutral_time: float | None) -> list[tuple[int, ClipAnalysis | None]]:
+    """Each shot of a clip cut into shots (``Track.cuts``) as a clip of its own, with its own neutral face: its
+    first frame and its analysis (None: no face in the shot). ``neutral_time`` (seconds) sets the neutral of
+    the shot it falls in; the others take their calmest frame. The landmarks are already smoothed shot by shot.
+    """
+    track, pose, times = clip.track, clip.pose, clip.track.times
+    shots: list[tuple[int, ClipAnalysis | None]] = []
+    for a, b in shot_spans(len(track), track.cuts):
+        found = track.found[a:b]
+        if not found.any():
+            shots.append((a, None))
+            continue
+        last = b == len(track)
+        own = neutral_time if neutral_time is not None and times[a] - 1e-6 <= neutral_time and (
+            last or neutral_time < times[b]) else None
+        part = Track(times[a:b], track.landmarks[a:b], found, track.width, track.height)
+        expression = analyse(clip.expression.normalised[a:b], found, times[a:b], own)
+        shots.append((a, ClipAnalysis(part, HeadPose(pose.rotation[a:b], pose.translation[a:b], pose.scale[a:b]),
+                                      expression, clip.fps)))
+    return shots
+
+
+def smooth_head_pose(pose: HeadPose, fps: float, seconds: float, found: np.ndarray,
+                     cuts: np.ndarray | None = None) -> HeadPose:
+    """Smooth rotation (re-orthonormalised), translation and scale over time, each shot on its own."""
+    rot = smooth(pose.rotation, fps, seconds, valid=found, cuts=cuts)
     u, _, vt = np.linalg.svd(rot)
     d = np.sign(np.linalg.det(u @ vt))
     u[:, :, -1] *= d[:, None]
-    return HeadPose(u @ vt, smooth(pose.translation, fps, seconds, valid=found),
-                    smooth(pose.scale, fps, seconds, valid=found))
+    return HeadPose(u @ vt, smooth(pose.translation, fps, seconds, valid=found, cuts=cuts),
+                    smooth(pose.scale, fps, seconds, valid=found, cuts=cuts))

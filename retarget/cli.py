@@ -40,9 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", help="configs/NAME.yaml or a YAML file; the flags below override it")
     p.add_argument("--intensity", type=float, help="gain on the driver's expression change (default 1.0)")
     p.add_argument("--drive-neutral", type=float, metavar="SECONDS",
-                   help="time of the driver's neutral face (default: its calmest frame)")
+                   help="time of the driver's neutral face (default: its calmest frame; in a video cut into shots, "
+                   "each shot takes its own, and this sets the one of its shot)")
     p.add_argument("--target-neutral", type=float, metavar="SECONDS",
-                   help="time of the target's neutral face (default: its calmest frame)")
+                   help="time of the target's neutral face (default: its calmest frame; in a video cut into shots, "
+                   "each shot takes its own, and this sets the one of its shot)")
     p.add_argument("--drive-face", metavar="WHICH", help=FACE_HELP.format(clip="driver"))
     p.add_argument("--target-face", metavar="WHICH", help=FACE_HELP.format(clip="target"))
     add_gain_flags(p)

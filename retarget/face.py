@@ -15,6 +15,7 @@ import numpy as np
 
 from . import landmarks as lm
 from .mediapipe_import import import_mediapipe
+from .shots import CutScorer, find_cuts
 from .types import N_LANDMARKS, Frame, HeadPose, Track
 
 
@@ -33,8 +34,9 @@ class FaceChoice:
     """Which face a clip follows when the first frame with a face shows several.
 
     ``rule`` is "largest", "left" or "right" (by the face's centre), or "point": the face around ``point``
-    (x, y pixels of the frame), within a quarter of its size beyond its landmarks' box. The choice is made once,
-    on that first frame; after it the track follows the face nearest the previous frame's.
+    (x, y pixels of the frame), within a quarter of its size beyond its landmarks' box. The choice is made on
+    that first frame; after it the track follows the face nearest the previous frame's, and at a cut to
+    another shot of an edited video where no face is where that one was, the choice is made again.
     """
 
     rule: str = "largest"
@@ -61,10 +63,11 @@ class FaceChoice:
             return self
         return FaceChoice(self.rule, (self.point[0] * factor, self.point[1] * factor))
 
-    def pick(self, faces: list[np.ndarray]) -> np.ndarray:
+    def pick(self, faces: list[np.ndarray], strict: bool = True) -> np.ndarray:
         """The chosen face among ``faces`` (each (478, 3) pixels, at least one).
 
-        Raises NoFaceThere when the rule is "point" and no face is around it.
+        Raises NoFaceThere when the rule is "point" and no face is around it; with ``strict=False`` (a later shot
+        of an edited video, framed anew) the face nearest the point is taken instead.
         """
         if self.rule == "left":
             return min(faces, key=lambda f: float(np.nanmean(f[:, 0])))
@@ -72,7 +75,7 @@ class FaceChoice:
             return max(faces, key=lambda f: float(np.nanmean(f[:, 0])))
         if self.rule == "point":
             x, y = self.point
-            near = [f for f in faces if _around(f, x, y)]
+            near = [f for f in faces if _around(f, x, y)] or ([] if strict else faces)
             if not near:
                 raise NoFaceThere(self, [face_box(f) for f in faces])
             return min(near, key=lambda f: float(np.hypot(*(f[:, :2].mean(0) - (x, y)))))
@@ -126,20 +129,31 @@ class FaceTracker:
         )
         self._choice = choice or FaceChoice()
         self._last: np.ndarray | None = None
+        self._choose_again = False
+        self.detected_afresh = False  # whether the last call looked for faces anew at a cut
 
-    def __call__(self, image: np.ndarray) -> np.ndarray | None:
+    def __call__(self, image: np.ndarray, cut: bool = False) -> np.ndarray | None:
         """Landmarks (478, 3) float32 in pixels of ``image`` (H, W, 3) uint8 RGB, or None when no face.
 
+        ``cut``: the frame may start a new shot. Unless a face is still where the followed one was, mediapipe
+        then detects afresh (instead of looking where the face was), and the face is chosen again (a point no
+        longer has to be on a face: the nearest is taken).
         Raises NoFaceThere on the first frame with faces when the choice is a point and none is around it.
         """
         faces = self.all_faces(image)
+        self.detected_afresh = False
+        if cut and self._last is not None and not any(_around(self._last, *f[:, :2].mean(0)) for f in faces):
+            self._mesh.reset()
+            faces = self.all_faces(image)
+            self._choose_again = self.detected_afresh = True
         if not faces:
             return None
-        if self._last is None:
-            face = self._choice.pick(faces)
+        if self._last is None or self._choose_again:
+            face = self._choice.pick(faces, strict=self._last is None)
         else:
             centre = self._last[:, :2].mean(0)
             face = min(faces, key=lambda f: float(np.linalg.norm(f[:, :2].mean(0) - centre)))
+        self._choose_again = False
         self._last = face
         return face
 
@@ -196,13 +210,21 @@ def track_frames(frames: Iterable[Frame], width: int, height: int, still: bool =
     """Track the face through ``frames``; keeps only landmarks, never the frames themselves.
 
     ``choice`` picks the face on the first frame with a face (the largest by default). A video is tracked from
-    that frame on with as many faces as it shows, so the chosen one can be followed among them.
+    that frame on with as many faces as it shows, so the chosen one can be followed among them. A video is also
+    scored for cuts (``shots``): where the picture changes as at a cut and no face is where the followed one
+    was, the tracker detects afresh and the face is chosen again; the cuts confirmed by the frames around them
+    are returned in ``Track.cuts``.
     """
     times, points, found = [], [], []
     tracker = probe = None
     previous = None
+    scorer = None if still else CutScorer()
     try:
         for frame in frames:
+            cut = False
+            if scorer is not None:
+                scorer(frame.image)
+                cut = scorer.likely_cut()
             if tracker is None and not still:
                 probe = probe or FaceTracker(still=True)
                 faces = len(probe.all_faces(frame.image))
@@ -211,8 +233,8 @@ def track_frames(frames: Iterable[Frame], width: int, height: int, still: bool =
                     probe.close()
             elif tracker is None:
                 tracker = FaceTracker(still=True, choice=choice)
-            face = tracker(frame.image) if tracker is not None else None
-            if not still and previous is None and face is not None:
+            face = tracker(frame.image, cut) if tracker is not None else None
+            if not still and (previous is None or tracker.detected_afresh) and face is not None:
                 face = _settled(tracker, frame.image, face)
             previous = face
             times.append(frame.time)
@@ -226,7 +248,9 @@ def track_frames(frames: Iterable[Frame], width: int, height: int, still: bool =
                 t.close()
     if not times:
         return Track(np.zeros(0), np.zeros((0, N_LANDMARKS, 3), np.float32), np.zeros(0, bool), width, height)
-    return Track(np.asarray(times, np.float64), np.stack(points), np.asarray(found), width, height)
+    stamps = np.asarray(times, np.float64)
+    cuts = find_cuts(np.asarray(scorer.scores), stamps) if scorer is not None else np.zeros(0, int)
+    return Track(stamps, np.stack(points), np.asarray(found), width, height, cuts)
 
 
 def _settled(tracker: FaceTracker, image: np.ndarray, face: np.ndarray, rounds: int = 5) -> np.ndarray:

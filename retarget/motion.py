@@ -49,17 +49,36 @@ class DriveMotion:
         return disp
 
 
-def from_clip(clip: ClipAnalysis) -> DriveMotion:
-    """The motion of a tracked driver video."""
+def from_clip(clip: ClipAnalysis, shots: list[tuple[int, ClipAnalysis | None]] | None = None) -> DriveMotion:
+    """The motion of a tracked driver video. ``shots`` (``analysis.shot_analyses``): a driver cut into shots,
+    each of whose expression and head motion is taken relative to its own neutral (the first shot's with a face
+    stands for all of them in the transfer)."""
     times = clip.track.times
+    base = next((shot for _, shot in shots or [] if shot is not None), clip)
+    normalised = clip.expression.normalised
+    head = _head_motion(clip)
+    if shots is not None:
+        normalised = normalised.copy()
+        for start, shot in shots:
+            if shot is None:
+                continue
+            stop = start + len(shot.track)
+            normalised[start:stop] += base.expression.neutral - shot.expression.neutral
+            part = _head_motion(shot)
+            head.rotation[start:stop], head.shift[start:stop], head.ratio[start:stop] = \
+                part.rotation, part.shift, part.ratio
+    return DriveMotion(times=times, normalised=normalised, neutral=base.expression.neutral,
+                       found=clip.expression.found, end=float(times[-1]) + 1.0 / max(clip.fps, 1e-6), head=head,
+                       landmarks=clip.track.landmarks, neutral_time=base.neutral_time,
+                       upper_neutral_time=base.upper_neutral_time)
+
+
+def _head_motion(clip: ClipAnalysis) -> HeadMotion:
+    """The head's motion through ``clip`` relative to its neutral frame."""
     k = clip.expression.neutral_index
     p = clip.pose
-    head = HeadMotion(p.rotation @ p.rotation[k].T, (p.translation - p.translation[k]) / p.scale[k],
+    return HeadMotion(p.rotation @ p.rotation[k].T, (p.translation - p.translation[k]) / p.scale[k],
                       p.scale / p.scale[k])
-    return DriveMotion(times=times, normalised=clip.expression.normalised, neutral=clip.expression.neutral,
-                       found=clip.expression.found, end=float(times[-1]) + 1.0 / max(clip.fps, 1e-6), head=head,
-                       landmarks=clip.track.landmarks, neutral_time=clip.neutral_time,
-                       upper_neutral_time=clip.upper_neutral_time)
 
 
 def frame_times(end: float, fps: float) -> np.ndarray:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .analysis import ClipAnalysis, analyse_clip
+from .analysis import ClipAnalysis, analyse_clip, shot_analyses
 from .aushape import AUShapeModel
 from .compose import paste
 from .config import RetargetConfig, generator_settings
@@ -26,7 +26,7 @@ from .errors import RetargetError
 from .face import FaceChoice, NoFaceThere, face_box, track_frames
 from .generators import FaceEdit, GeneratedFace, Generator, make_generator
 from .motion import DriveMotion, envelope, from_clip, from_curves, from_edit
-from .plan import RenderPlan, build_plan
+from .plan import RenderPlan, build_plan, build_shot_plan
 from .progress import Progress
 from .quiet import native_stderr_silenced
 from .threads import BackgroundCalls, prefetch
@@ -70,18 +70,26 @@ def run(drive: Path, target: Path, output: Path, config: RetargetConfig, preview
     with _timed(timings, "analyse"):
         target_clip = _analyse(target_track, inputs.target, config.target_neutral, config, "target")
         if drive_track is not None:
-            motion = from_clip(_analyse(drive_track, inputs.drive, config.drive_neutral, config, "driver"))
+            drive_clip = _analyse(drive_track, inputs.drive, config.drive_neutral, config, "driver")
+            motion = from_clip(drive_clip, shot_analyses(drive_clip, config.drive_neutral)
+                               if len(drive_clip.track.cuts) else None)
         else:
             motion = _curve_motion(inputs.curves, target_clip, inputs.target.is_still, config)
         del drive_track, target_track  # the smoothed copies in the analyses are all that is needed now
-    return _plan_render_report(inputs, motion, target_clip, config, progress, timings)
+        # an edited target video: each shot on its own neutral (perhaps another person's face)
+        shots = shot_analyses(target_clip, config.target_neutral) if len(target_clip.track.cuts) else None
+    return _plan_render_report(inputs, motion, target_clip, config, progress, timings, shots=shots)
 
 
 def _plan_render_report(inputs: Inputs, motion: DriveMotion, target_clip: ClipAnalysis, config: RetargetConfig,
-                        progress: Progress, timings: StageTimes, image_output: bool = False) -> RetargetResult:
+                        progress: Progress, timings: StageTimes, image_output: bool = False,
+                        shots: list[tuple[int, ClipAnalysis | None]] | None = None) -> RetargetResult:
     # 4. plan every output frame: transfer, gains, smoothing, timing
     with _timed(timings, "plan"):
-        plan = build_plan(motion, target_clip, inputs.target.is_still, config)
+        if shots is not None:
+            plan = build_shot_plan(motion, shots, target_clip.track.times, config)
+        else:
+            plan = build_plan(motion, target_clip, inputs.target.is_still, config)
         settings = generator_settings(config)
         if config.generator == "warp" and not (inputs.target.is_still and config.pose):
             settings.setdefault("head", 0.0)  # only a still target's head moves as a whole
@@ -93,12 +101,12 @@ def _plan_render_report(inputs: Inputs, motion: DriveMotion, target_clip: ClipAn
     else:
         written = render(inputs, plan, generator, config, progress, timings, _output_timing(inputs, motion))
     # 6. report: the resolved configuration and the AU trajectories used, next to the output
-    sidecar = write_report(inputs, config, plan, motion, target_clip, timings)
+    sidecar = write_report(inputs, config, plan, motion, target_clip, timings, shots)
     return RetargetResult(
         output=inputs.output, frames_written=written,
         drive_frames_without_face=int((~motion.found).sum()),
         target_frames_without_face=int((~target_clip.track.found).sum()),
-        drive_neutral_time=motion.neutral_time, target_neutral_time=target_clip.neutral_time,
+        drive_neutral_time=motion.neutral_time, target_neutral_time=_first_shot(target_clip, shots).neutral_time,
         timings=dict(timings.seconds), config_path=sidecar,
     )
 
@@ -663,20 +671,40 @@ def _face_report(choice: str, times: np.ndarray, landmarks: np.ndarray | None, f
     return {"choice": choice, "time": round(float(times[first]), 4), "box": list(face_box(landmarks[first]))}
 
 
+def _first_shot(clip: ClipAnalysis, shots: list[tuple[int, ClipAnalysis | None]] | None) -> ClipAnalysis:
+    """The clip whose neutral a target's report gives: the whole, or its first shot with a face."""
+    return next((shot for _, shot in shots or [] if shot is not None), clip)
+
+
+def _shots_report(clip: ClipAnalysis, shots: list[tuple[int, ClipAnalysis | None]] | None) -> list[dict]:
+    """Each shot of the target: where it starts (seconds) and its neutral's times (None: no face in it)."""
+    if shots is None:
+        return [{"start": round(float(clip.track.times[0]), 4), "neutral_time": clip.neutral_time,
+                 "neutral_upper_time": clip.upper_neutral_time}]
+    times = clip.track.times
+    return [{"start": round(float(times[start]), 4),
+             "neutral_time": None if shot is None else shot.neutral_time,
+             "neutral_upper_time": None if shot is None else shot.upper_neutral_time} for start, shot in shots]
+
+
 def write_report(inputs: Inputs, config: RetargetConfig, plan: RenderPlan, drive: DriveMotion,
-                 target: ClipAnalysis, timings: StageTimes) -> Path:
-    """The resolved configuration and per-frame AU trajectories, written atomically beside the output."""
+                 target: ClipAnalysis, timings: StageTimes,
+                 shots: list[tuple[int, ClipAnalysis | None]] | None = None) -> Path:
+    """The resolved configuration and per-frame AU trajectories, written atomically beside the output. For a
+    target cut into shots, the neutral times are the first shot's with a face; ``target_shots`` has each's."""
     path = report_path(inputs.output)
+    whole, target = target, _first_shot(target, shots)
     report = {
         "drive": _drive_name(inputs), "target": str(inputs.target.path), "output": str(inputs.output),
         "config": config.to_dict(),
         "drive_neutral_time": drive.neutral_time, "target_neutral_time": target.neutral_time,
         "drive_neutral_upper_time": drive.upper_neutral_time, "target_neutral_upper_time": target.upper_neutral_time,
         "drive_frames_without_face": int((~drive.found).sum()),
-        "target_frames_without_face": int((~target.track.found).sum()),
+        "target_frames_without_face": int((~whole.track.found).sum()),
+        "target_shots": _shots_report(whole, shots),
         "drive_face": _face_report(config.drive_face, drive.times, drive.landmarks, drive.found),
-        "target_face": _face_report(config.target_face, target.track.times, target.track.landmarks,
-                                    target.track.found),
+        "target_face": _face_report(config.target_face, whole.track.times, whole.track.landmarks,
+                                    whole.track.found),
         "timings_seconds": {k: round(v, 3) for k, v in timings.seconds.items()},
         "au_names": list(AU_NAMES),
         "frames": [

@@ -33,7 +33,7 @@ from .transfer import (
     transfer,
     uncross_lids,
 )
-from .types import AU_NAMES
+from .types import AU_NAMES, N_LANDMARKS
 
 
 @dataclass
@@ -57,22 +57,18 @@ class RenderPlan:
 
 
 def build_plan(drive: DriveMotion, target: ClipAnalysis, still_target: bool, config: RetargetConfig,
-               out_times: np.ndarray | None = None) -> RenderPlan:
+               out_times: np.ndarray | None = None, eyes_ahead: bool = True) -> RenderPlan:
     """Plan every output frame. ``out_times``: the output frame times (default: the target video's frame
-    times, or the driver's for a still target)."""
+    times, or the driver's for a still target). ``eyes_ahead``: frames at the clip's start may take an open eye
+    from a later frame (``eye_references``)."""
     d_times = drive.times
     if out_times is None:
         out_times = d_times.copy() if still_target else target.track.times.copy()
-    at = drive_times(out_times, drive.end, config.loop)
     t_expr = target.expression
     t_index = np.zeros(len(out_times), int) if still_target else np.arange(len(out_times))
     current = np.where(t_expr.found[t_index, None, None], t_expr.normalised[t_index], t_expr.neutral).astype(np.float32)
     # 1. the driver's expression at each output time, easing to neutral where its face is lost or it has ended
-    held = hold_and_release(drive.displacement, drive.found, d_times, config.drive_release)
-    disp = sample(held, d_times, at)
-    if not config.loop:
-        disp *= ease_after_end(at, drive.end, config.drive_release)[:, None, None].astype(np.float32)
-    drive_aus = au_intensities(drive.neutral[None] + disp, drive.neutral)
+    at, disp, drive_aus = drive_expression(drive, out_times, config)
     # 2. transfer to the target's proportions, on the target's neutral, with the region and AU gains
     shapes = transfer_with_gains(disp, drive.neutral, t_expr.neutral, drive_aus, current, config)
     eye_reference = np.full(len(out_times), -1)
@@ -81,7 +77,7 @@ def build_plan(drive: DriveMotion, target: ClipAnalysis, still_target: bool, con
         # decides whether it needs to); the others open only as far as the warp can stretch them
         own, wanted = eye_openings(current, t_expr.neutral), eye_openings(shapes, t_expr.neutral)
         opens = ((own < EYE_OPEN) & (wanted > own)).any(1)
-        lender = eye_references(current, t_expr.neutral, t_expr.found, out_times, config.eye_borrow)
+        lender = eye_references(current, t_expr.neutral, t_expr.found, out_times, config.eye_borrow, eyes_ahead)
         eye_reference = np.where(opens & (lender >= 0), lender, -1)
         shapes = np.where((eye_reference >= 0)[:, None, None], shapes,
                           keep_own_closures(shapes, current, t_expr.neutral))
@@ -105,6 +101,59 @@ def build_plan(drive: DriveMotion, target: ClipAnalysis, still_target: bool, con
         output_aus=output_aus, relative_aus=output_aus - au_intensities(current, t_expr.neutral),
         drive_landmarks=drive.landmarks, eye_reference=eye_reference,
     )
+
+
+def drive_expression(drive: DriveMotion, out_times: np.ndarray,
+                     config: RetargetConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The driver's expression at each output time (T,), easing to neutral where its face is lost or it has
+    ended: the driver times shown (T,), the displacement from its neutral (T, 478, 3) and its AUs (T, 17)."""
+    at = drive_times(out_times, drive.end, config.loop)
+    held = hold_and_release(drive.displacement, drive.found, drive.times, config.drive_release)
+    disp = sample(held, drive.times, at)
+    if not config.loop:
+        disp *= ease_after_end(at, drive.end, config.drive_release)[:, None, None].astype(np.float32)
+    return at, disp, au_intensities(drive.neutral[None] + disp, drive.neutral)
+
+
+def build_shot_plan(drive: DriveMotion, shots: list[tuple[int, ClipAnalysis | None]], times: np.ndarray,
+                    config: RetargetConfig) -> RenderPlan:
+    """The plan of a target video cut into shots (``analysis.shot_analyses``; ``times`` (T,) all its frames'):
+    each shot planned as a clip of its own, on its own neutral, with open eyes and gap blends from within it. A
+    later shot's first frames take no open eye from after them (only the video's start reads frames ahead). A
+    shot without a face passes through."""
+    stops = [start for start, _ in shots[1:]] + [len(times)]
+    parts = []
+    for (start, clip), stop in zip(shots, stops):
+        if clip is None:
+            parts.append(_passing_plan(drive, times[start:stop], config))
+            continue
+        part = build_plan(drive, clip, False, config, eyes_ahead=start == 0)
+        if part.eye_reference is not None:
+            part.eye_reference = np.where(part.eye_reference >= 0, part.eye_reference + start, -1)
+        parts.append(part)
+    return RenderPlan(
+        times=np.concatenate([p.times for p in parts]),
+        source=np.concatenate([p.source for p in parts]),
+        destination=np.concatenate([p.destination for p in parts]),
+        weight=np.concatenate([p.weight for p in parts]),
+        drive_index=np.concatenate([p.drive_index for p in parts]),
+        drive_aus=np.concatenate([p.drive_aus for p in parts]),
+        output_aus=np.concatenate([p.output_aus for p in parts]),
+        relative_aus=np.concatenate([p.relative_aus for p in parts]),
+        drive_landmarks=drive.landmarks,
+        eye_reference=np.concatenate([np.full(len(p), -1) if p.eye_reference is None else p.eye_reference
+                                      for p in parts]),
+    )
+
+
+def _passing_plan(drive: DriveMotion, times: np.ndarray, config: RetargetConfig) -> RenderPlan:
+    """A shot without the target's face: its frames pass through unchanged (weight 0)."""
+    at, _, drive_aus = drive_expression(drive, times, config)
+    lost = np.full((len(times), N_LANDMARKS, 3), np.nan, np.float32)
+    none = np.zeros_like(drive_aus)
+    return RenderPlan(times=times, source=lost, destination=lost, weight=np.zeros(len(times)),
+                      drive_index=nearest_index(drive.times, at), drive_aus=drive_aus, output_aus=none,
+                      relative_aus=none, drive_landmarks=drive.landmarks, eye_reference=np.full(len(times), -1))
 
 
 def transfer_with_gains(disp: np.ndarray, drive_neutral: np.ndarray, target_neutral: np.ndarray,
@@ -182,7 +231,7 @@ def keep_own_closures(shapes: np.ndarray, current: np.ndarray, neutral: np.ndarr
 
 
 def eye_references(current: np.ndarray, neutral: np.ndarray, found: np.ndarray, times: np.ndarray,
-                   seconds: float) -> np.ndarray:
+                   seconds: float, ahead: bool = True) -> np.ndarray:
     """(T,) for each frame between two frames with both of the target's eyes open (``EYE_OPEN``, face found) at
     most ``seconds`` apart, the earlier of the two (a streaming renderer has seen it); -1 elsewhere (and see
     the clip's ends, below).
@@ -190,8 +239,8 @@ def eye_references(current: np.ndarray, neutral: np.ndarray, found: np.ndarray, 
     So an eye that blinks or narrows briefly can take its open eye from just before; one narrowed for longer
     (a laugh) never does, and does not jump between a borrowed eye and its own when the borrowing ends. The
     clip's ends count as the other side: frames before the first open one take it, when it comes at most
-    ``seconds`` after the clip starts (a clip that starts in a blink), and frames after the last open one take
-    that, when the clip ends at most ``seconds`` later.
+    ``seconds`` after the clip starts (a clip that starts in a blink; not with ``ahead=False``), and frames
+    after the last open one take that, when the clip ends at most ``seconds`` later.
     ``current`` (T, 478, 3) are the target's own pose-normalised shapes, ``neutral`` (478, 3).
     """
     lender = found & (eye_openings(current, neutral).min(1) >= EYE_OPEN)
@@ -205,7 +254,7 @@ def eye_references(current: np.ndarray, neutral: np.ndarray, found: np.ndarray, 
     start = np.where(prev >= 0, times[np.maximum(prev, 0)], times[0])  # the run's open frame or the clip's start
     end = np.where(after < n, times[np.minimum(after, n - 1)], times[-1])  # likewise its end
     lent = np.where(prev >= 0, prev, after)  # the earlier open frame, or at the clip's start the later one
-    return np.where(~lender & (end - start <= seconds), lent, -1)
+    return np.where(~lender & (end - start <= seconds) & ((prev >= 0) | ahead), lent, -1)
 
 
 def still_head_motion(drive: DriveMotion, target: ClipAnalysis, at: np.ndarray, follow: bool,

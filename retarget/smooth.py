@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .shots import shot_spans
+
 
 def window_frames(fps: float, seconds: float) -> int:
     """Odd window length in frames covering about ``seconds`` at ``fps`` (at least 3)."""
@@ -39,11 +41,16 @@ def fill_gaps(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
 
 
 def smooth(values: np.ndarray, fps: float, seconds: float = 0.2, order: int = 2,
-           valid: np.ndarray | None = None) -> np.ndarray:
+           valid: np.ndarray | None = None, cuts: np.ndarray | None = None) -> np.ndarray:
     """Zero-phase Savitzky-Golay smoothing of ``values`` (T, ...) along time.
 
     ``seconds`` is the window; 0 disables smoothing. Clips shorter than the window are returned unchanged.
+    ``cuts`` (K,) int: frames that start a new shot; each shot is smoothed (and its gaps bridged) on its own.
     """
+    if cuts is not None and len(cuts):
+        parts = [smooth(values[a:b], fps, seconds, order, None if valid is None else valid[a:b])
+                 for a, b in shot_spans(len(values), cuts)]
+        return np.concatenate(parts).astype(values.dtype) if parts else values.copy()
     if valid is not None:
         values = fill_gaps(values, valid)
     n = window_frames(fps, seconds) if seconds > 0 else 0

@@ -1,0 +1,195 @@
+"""Shots of an edited video: its cuts are found, and each shot is tracked, smoothed and planned as a clip of its
+own (its own neutral face), so nothing of one shot leaks into the other."""
+
+from __future__ import annotations
+
+import av
+import numpy as np
+import pytest
+from _helpers import open_mouth
+
+from retarget.analysis import analyse_clip, shot_analyses
+from retarget.config import RetargetConfig
+from retarget.face import track_frames
+from retarget.motion import from_clip
+from retarget.plan import build_plan, build_shot_plan
+from retarget.shots import CUT_CHANGE, CutScorer, find_cuts, shot_spans
+from retarget.smooth import smooth
+from retarget.types import Frame, Track
+
+FPS = 30.0
+
+
+def _times(n: int) -> np.ndarray:
+    return np.arange(n) / FPS
+
+
+def _steady(n: int, level: float = 2.0, seed: int = 0) -> np.ndarray:
+    scores = level + np.random.default_rng(seed).uniform(-0.5, 0.5, n)
+    scores[0] = 0.0
+    return scores
+
+
+def test_a_jump_in_change_is_a_cut():
+    scores = _steady(100)
+    scores[40] = 16.0  # two men before the same grey wall scored 15.9
+    assert find_cuts(scores, _times(100)).tolist() == [40]
+
+
+def test_fast_motion_is_no_cut():
+    scores = _steady(100, level=15.0)  # a head moving fast near the camera changes every frame this much
+    scores[40] = 40.0  # a jolt, but less than the ratio over what is usual here
+    assert find_cuts(scores, _times(100)).tolist() == []
+
+
+def test_a_small_change_is_no_cut_even_on_a_still_picture():
+    scores = _steady(100, level=0.2)
+    scores[40] = CUT_CHANGE - 1.0  # many times the usual change, but too small for a new shot
+    assert find_cuts(scores, _times(100)).tolist() == []
+
+
+def test_cuts_closer_than_a_shot_keep_the_stronger_and_frame_0_never_cuts():
+    scores = _steady(100)
+    scores[0] = 50.0
+    scores[40], scores[45] = 30.0, 40.0  # 5 frames apart: a flash, or a cut and a flash
+    scores[80] = 30.0
+    assert find_cuts(scores, _times(100)).tolist() == [45, 80]
+    assert shot_spans(100, np.array([45, 80])) == [(0, 45), (45, 80), (80, 100)]
+
+
+def test_the_scorer_sees_a_new_picture_and_not_noise(astronaut):
+    data = pytest.importorskip("skimage.data", reason="scikit-image provides the test photos")
+    import cv2
+
+    other = cv2.resize(data.coffee(), (512, 512))
+    noise = np.random.default_rng(1).integers(-3, 4, astronaut.shape)
+    frames = [astronaut, np.clip(astronaut + noise, 0, 255).astype(np.uint8), astronaut, other, other]
+    scorer, likely = CutScorer(), []
+    for image in frames:
+        scorer(image)
+        likely.append(scorer.likely_cut())
+    assert scorer.scores[1] < CUT_CHANGE and scorer.scores[3] > 4 * CUT_CHANGE
+    assert likely == [False, False, False, True, False]
+
+
+def _two_shot_track(first: np.ndarray, second: np.ndarray, n: int = 30) -> Track:
+    """2n frames: ``first`` (478, 3) landmarks held for n, then ``second`` for n, cut at n."""
+    points = np.concatenate([np.repeat(first[None], n, 0), np.repeat(second[None], n, 0)]).astype(np.float32)
+    return Track(_times(2 * n), points, np.ones(2 * n, bool), 1280, 720, np.array([n]))
+
+
+def _elsewhere(points: np.ndarray) -> np.ndarray:
+    """The same face 300 px to the right, 40 px down and 20% larger: the next shot's framing."""
+    centre = points[:, :2].mean(0)
+    moved = points.copy()
+    moved[:, :2] = (points[:, :2] - centre) * 1.2 + centre + [300.0, 40.0]
+    moved[:, 2] *= 1.2
+    return moved
+
+
+def test_smoothing_stops_at_a_cut(astronaut_landmarks):
+    first = np.asarray(astronaut_landmarks, np.float32)
+    track = _two_shot_track(first, _elsewhere(first))
+    clip = analyse_clip(track, FPS, None, 0.2, 0.33)
+    assert np.abs(clip.track.landmarks[29] - first).max() < 1e-3  # the last frame before the cut stays put
+    assert np.abs(clip.track.landmarks[30] - _elsewhere(first)).max() < 1e-3
+    assert np.array_equal(clip.track.cuts, [30])
+    one_shot = Track(track.times, track.landmarks, track.found, track.width, track.height)
+    blended = analyse_clip(one_shot, FPS, None, 0.2, 0.33).track.landmarks[29]
+    assert np.abs(blended - first).max() > 20  # smoothed across the cut it would move towards the next shot
+    values = np.repeat([0.0, 10.0], 30)
+    assert np.allclose(smooth(values, FPS, 0.2, cuts=np.array([30])), values, atol=1e-9)
+
+
+def _other_person(points: np.ndarray) -> np.ndarray:
+    """Someone with a face 15% wider and a mouth 10% lower: another identity, not an expression."""
+    out = points.copy()
+    centre = points[:, :2].mean(0)
+    out[:, 0] = (points[:, 0] - centre[0]) * 1.15 + centre[0]
+    below = points[:, 1] > centre[1]
+    out[below, 1] = (points[below, 1] - centre[1]) * 1.1 + centre[1]
+    return out
+
+
+def _still_driver(points: np.ndarray, n: int = 60):
+    """A driver holding one face still: no expression to transfer."""
+    track = Track(_times(n), np.repeat(points[None], n, 0).astype(np.float32), np.ones(n, bool), 512, 512)
+    return from_clip(analyse_clip(track, FPS, None, 0.2, 0.33))
+
+
+def test_each_shot_keeps_its_own_face(astronaut_landmarks):
+    first = np.asarray(astronaut_landmarks, np.float32)
+    second = _elsewhere(_other_person(first))
+    clip = analyse_clip(_two_shot_track(first, second), FPS, None, 0.2, 0.33)
+    shots = shot_analyses(clip, None)
+    assert [start for start, _ in shots] == [0, 30]
+    config = RetargetConfig()
+    drive = _still_driver(first)
+    plan = build_shot_plan(drive, shots, clip.track.times, config)
+    # a driver without expression leaves both people as they are
+    assert np.abs(plan.destination - plan.source).max() < 0.5
+    assert np.allclose(plan.weight, 1.0)
+    # one neutral for the whole clip would give the second person the first one's face shape
+    whole = build_plan(drive, clip, False, config)
+    assert np.abs(whole.destination[30:] - whole.source[30:]).max() > 4
+
+
+def test_the_neutral_time_given_sets_its_own_shot_only(astronaut_landmarks):
+    first = np.asarray(astronaut_landmarks, np.float32)
+    points = np.concatenate([np.repeat(first[None], 30, 0), np.repeat(_other_person(first)[None], 30, 0)])
+    points[40:45] = open_mouth(_other_person(first), 0.5)
+    track = Track(_times(60), points.astype(np.float32), np.ones(60, bool), 512, 512, np.array([30]))
+    shots = shot_analyses(analyse_clip(track, FPS, None, 0.2, 0.33), 42 / FPS)
+    assert shots[1][1].expression.neutral_index == 12  # frame 42, the second shot's 13th
+    assert 0 <= shots[0][1].expression.neutral_index < 30  # the first shot picks its own
+
+
+def test_a_shot_without_a_face_passes_through(astronaut_landmarks):
+    first = np.asarray(astronaut_landmarks, np.float32)
+    track = _two_shot_track(first, first)
+    track.found[30:] = False
+    track.landmarks[30:] = np.nan
+    clip = analyse_clip(track, FPS, None, 0.2, 0.33)
+    shots = shot_analyses(clip, None)
+    assert shots[1] == (30, None)
+    plan = build_shot_plan(_still_driver(first), shots, clip.track.times, RetargetConfig())
+    assert len(plan) == 60 and np.all(plan.weight[30:] == 0) and np.all(plan.weight[:30] == 1)
+
+
+def _write_cut_clip(path, sources, frames_each: int) -> None:
+    """The first ``frames_each`` frames of each source clip, one after the other, as an H.264 file."""
+    out = av.open(str(path), "w")
+    stream = out.add_stream("libx264", rate=30)
+    stream.width, stream.height, stream.pix_fmt = 1280, 720, "yuv420p"
+    for source in sources:
+        with av.open(str(source)) as clip:
+            for i, frame in enumerate(clip.decode(video=0)):
+                if i == frames_each:
+                    break
+                image = frame.to_ndarray(format="rgb24")
+                out.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+    out.mux(stream.encode())
+    out.close()
+
+
+@pytest.mark.media
+def test_a_cut_between_two_people_is_tracked_and_planned_as_two_shots(media_dir, tmp_path):
+    from retarget import retarget
+
+    clip = tmp_path / "cut.mp4"
+    _write_cut_clip(clip, [media_dir / "vid_lp_s18.mp4", media_dir / "vid_lp_s32.mp4"], 40)
+    frames = (Frame(i, float(f.time), f.to_ndarray(format="rgb24")) for i, f in
+              enumerate(av.open(str(clip)).decode(video=0)))
+    track = track_frames(frames, 1280, 720)
+    assert track.cuts.tolist() == [40]
+    assert track.found.all()  # the tracker looked afresh at the cut and found the new face at once
+    assert abs(track.landmarks[40, :, 0].mean() - track.landmarks[39, :, 0].mean()) > 100  # she sits elsewhere
+
+    result = retarget(media_dir / "drv_lp_d18.mp4", clip, tmp_path / "out.mp4", progress=False)
+    import json
+
+    report = json.loads(result.config_path.read_text())
+    shots = report["target_shots"]
+    assert [s["start"] for s in shots] == pytest.approx([0.0, 40 / 30], abs=1e-3)
+    assert 0 <= shots[0]["neutral_time"] < 40 / 30 <= shots[1]["neutral_time"] < 80 / 30
+    assert report["target_frames_without_face"] == 0
