@@ -73,6 +73,12 @@ def shot_analyses(clip: ClipAnalysis, neutral_time: float | None) -> list[tuple[
     return shots
 
 
+def first_shot(clip: ClipAnalysis, shots: list[tuple[int, ClipAnalysis | None]] | None) -> ClipAnalysis:
+    """The clip that stands for one cut into ``shots`` where one neutral is needed (the report's, a driver's
+    face proportions): its first shot with a face, or the whole clip when it is not cut."""
+    return next((shot for _, shot in shots or [] if shot is not None), clip)
+
+
 def smooth_head_pose(pose: HeadPose, fps: float, seconds: float, found: np.ndarray,
                      cuts: np.ndarray | None = None) -> HeadPose:
     """Smooth rotation (re-orthonormalised), translation and scale over time, each shot on its own."""

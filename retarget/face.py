@@ -234,7 +234,7 @@ def track_frames(frames: Iterable[Frame], width: int, height: int, still: bool =
             elif tracker is None:
                 tracker = FaceTracker(still=True, choice=choice)
             face = tracker(frame.image, cut) if tracker is not None else None
-            if not still and (previous is None or tracker.detected_afresh) and face is not None:
+            if not still and face is not None and (previous is None or tracker.detected_afresh):
                 face = _settled(tracker, frame.image, face)
             previous = face
             times.append(frame.time)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .analysis import ClipAnalysis
+from .analysis import ClipAnalysis, first_shot
 from .aushape import AUShapeModel
 from .expression import au_intensities
 from .timeline import sample
@@ -54,7 +54,7 @@ def from_clip(clip: ClipAnalysis, shots: list[tuple[int, ClipAnalysis | None]] |
     each of whose expression and head motion is taken relative to its own neutral (the first shot's with a face
     stands for all of them in the transfer)."""
     times = clip.track.times
-    base = next((shot for _, shot in shots or [] if shot is not None), clip)
+    base = first_shot(clip, shots)
     normalised = clip.expression.normalised
     head = _head_motion(clip)
     if shots is not None:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .analysis import ClipAnalysis, analyse_clip, shot_analyses
+from .analysis import ClipAnalysis, analyse_clip, first_shot, shot_analyses
 from .aushape import AUShapeModel
 from .compose import paste
 from .config import RetargetConfig, generator_settings
@@ -106,7 +106,7 @@ def _plan_render_report(inputs: Inputs, motion: DriveMotion, target_clip: ClipAn
         output=inputs.output, frames_written=written,
         drive_frames_without_face=int((~motion.found).sum()),
         target_frames_without_face=int((~target_clip.track.found).sum()),
-        drive_neutral_time=motion.neutral_time, target_neutral_time=_first_shot(target_clip, shots).neutral_time,
+        drive_neutral_time=motion.neutral_time, target_neutral_time=first_shot(target_clip, shots).neutral_time,
         timings=dict(timings.seconds), config_path=sidecar,
     )
 
@@ -671,11 +671,6 @@ def _face_report(choice: str, times: np.ndarray, landmarks: np.ndarray | None, f
     return {"choice": choice, "time": round(float(times[first]), 4), "box": list(face_box(landmarks[first]))}
 
 
-def _first_shot(clip: ClipAnalysis, shots: list[tuple[int, ClipAnalysis | None]] | None) -> ClipAnalysis:
-    """The clip whose neutral a target's report gives: the whole, or its first shot with a face."""
-    return next((shot for _, shot in shots or [] if shot is not None), clip)
-
-
 def _shots_report(clip: ClipAnalysis, shots: list[tuple[int, ClipAnalysis | None]] | None) -> list[dict]:
     """Each shot of the target: where it starts (seconds) and its neutral's times (None: no face in it)."""
     if shots is None:
@@ -693,7 +688,7 @@ def write_report(inputs: Inputs, config: RetargetConfig, plan: RenderPlan, drive
     """The resolved configuration and per-frame AU trajectories, written atomically beside the output. For a
     target cut into shots, the neutral times are the first shot's with a face; ``target_shots`` has each's."""
     path = report_path(inputs.output)
-    whole, target = target, _first_shot(target, shots)
+    whole, target = target, first_shot(target, shots)
     report = {
         "drive": _drive_name(inputs), "target": str(inputs.target.path), "output": str(inputs.output),
         "config": config.to_dict(),

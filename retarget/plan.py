@@ -6,7 +6,7 @@ zero-phase while the frames themselves still stream.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -128,22 +128,11 @@ def build_shot_plan(drive: DriveMotion, shots: list[tuple[int, ClipAnalysis | No
             parts.append(_passing_plan(drive, times[start:stop], config))
             continue
         part = build_plan(drive, clip, False, config, eyes_ahead=start == 0)
-        if part.eye_reference is not None:
-            part.eye_reference = np.where(part.eye_reference >= 0, part.eye_reference + start, -1)
+        part.eye_reference = np.where(part.eye_reference >= 0, part.eye_reference + start, -1)
         parts.append(part)
-    return RenderPlan(
-        times=np.concatenate([p.times for p in parts]),
-        source=np.concatenate([p.source for p in parts]),
-        destination=np.concatenate([p.destination for p in parts]),
-        weight=np.concatenate([p.weight for p in parts]),
-        drive_index=np.concatenate([p.drive_index for p in parts]),
-        drive_aus=np.concatenate([p.drive_aus for p in parts]),
-        output_aus=np.concatenate([p.output_aus for p in parts]),
-        relative_aus=np.concatenate([p.relative_aus for p in parts]),
-        drive_landmarks=drive.landmarks,
-        eye_reference=np.concatenate([np.full(len(p), -1) if p.eye_reference is None else p.eye_reference
-                                      for p in parts]),
-    )
+    per_frame = {f.name: np.concatenate([getattr(p, f.name) for p in parts])
+                 for f in fields(RenderPlan) if f.name != "drive_landmarks"}
+    return RenderPlan(**per_frame, drive_landmarks=drive.landmarks)
 
 
 def _passing_plan(drive: DriveMotion, times: np.ndarray, config: RetargetConfig) -> RenderPlan:
