@@ -134,3 +134,22 @@ def test_a_shut_eye_is_opened_from_the_reference_frame(astronaut: np.ndarray, as
     edit = FaceEdit(image=astronaut.copy(), source=half, destination=wider, relative_aus=NO_AUS,
                     reference_image=reference, reference_landmarks=open_points)
     assert blue_share(paste(astronaut.copy(), generator.generate(edit)).astype(int)) == 0.0
+
+
+def test_an_eye_lent_by_a_brighter_frame_takes_this_frames_light(astronaut: np.ndarray,
+                                                                   astronaut_landmarks: np.ndarray) -> None:
+    """In a fade from black the frame that lends an open eye is brighter than the frame it opens: the lent eye
+    is scaled to the light of the skin around it, so it does not glow in the darkened face."""
+    open_points = astronaut_landmarks.astype(np.float32)
+    shut_points = close_eyes(open_points)
+    dark = (astronaut * 0.3).astype(np.uint8)  # this frame, a third of the way into the fade
+    edit = FaceEdit(image=dark, source=shut_points, destination=open_points, relative_aus=NO_AUS,
+                    reference_image=astronaut, reference_landmarks=open_points)
+    out = paste(dark.copy(), WarpGenerator(WarpSettings(head=0.0)).generate(edit)).astype(float)
+    eyes = np.zeros(astronaut.shape[:2], bool)
+    for eye in (lm.RIGHT_EYE, lm.LEFT_EYE):
+        eyes |= cv2.erode(polygon_mask(astronaut.shape[:2], open_points[eye, :2]).astype(np.uint8),
+                          np.ones((3, 3), np.uint8)) > 0
+    lent = astronaut[eyes].astype(float).mean(0)
+    assert out[eyes].mean(0) == pytest.approx(0.3 * lent, rel=0.15)
+

@@ -222,6 +222,21 @@ def test_mouth_interior_takes_the_targets_light_not_its_skin_tone(astronaut_land
     assert full_match[2] > full_match[0]  # what the per-channel ratio did
 
 
+def test_mouth_interior_darkens_with_a_face_in_a_fade_to_black(astronaut_landmarks: np.ndarray) -> None:
+    """A target frame near the end of a fade to black: the driver's interior (teeth) darkens with the face, as
+    far as the face's brightness fell, rather than stopping at 0.4 of its own and showing as a white stroke."""
+    from retarget.generators.warp import _match_colour
+
+    driver = np.full((512, 512, 3), (200, 160, 140), np.uint8)
+    faded = np.full((512, 512, 3), (24, 19, 17), np.uint8)  # the same face at about an eighth of its light
+    teeth = np.full((20, 30, 3), (230, 225, 215), np.uint8)
+    out = _match_colour(teeth, driver, astronaut_landmarks, faded, astronaut_landmarks)[0, 0]
+    luma = np.array([0.299, 0.587, 0.114])
+    assert out @ luma / (teeth[0, 0] @ luma) == pytest.approx((faded[0, 0] @ luma + 1) / (driver[0, 0] @ luma + 1),
+                                                              rel=0.1)
+    assert out @ luma < 40
+
+
 def test_mouth_interior_only_when_the_mouth_opens(astronaut: np.ndarray, astronaut_landmarks: np.ndarray) -> None:
     driver = paint_mouth(astronaut, astronaut_landmarks, (0, 255, 0))
     face = generate(astronaut, astronaut_landmarks, astronaut_landmarks.copy(), drive_image=driver,

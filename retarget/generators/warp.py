@@ -75,8 +75,9 @@ BORROW_BEYOND = 1.25
 def borrow_eyes(out: np.ndarray, field: WarpField, edit: FaceEdit, settings: WarpSettings) -> np.ndarray:
     """``out`` (the crop ``field`` warped) with each eye the edit opens beyond ``BORROW_BEYOND`` times its own
     opening taken from the edit's reference frame instead: the reference is warped from its landmarks to the
-    field's destination over a box around the eyes, and an ellipse around each such eye (1.6 eye widths by
-    1.1, feathered) is blended in (in place where it applies).
+    field's destination over a box around the eyes, scaled to the light of the skin around the eyes in ``out``
+    (``_in_light_of``), and an ellipse around each such eye (1.6 eye widths by 1.1, feathered) is blended in (in
+    place where it applies).
 
     A video target's own blink, under a driver whose eyes are open, has no eyeball to stretch; a frame a moment
     earlier (or, at the clip's start, later), with the same light and nearly the same pose, has the open eye.
@@ -118,10 +119,25 @@ def borrow_eyes(out: np.ndarray, field: WarpField, edit: FaceEdit, settings: War
         cx, cy = (centre - offset).tolist()
         cv2.ellipse(mask, (round(cx), round(cy)), (max(1, round(0.8 * width)), max(1, round(0.55 * width))), angle,
                     0, 360, 1.0, -1)
-    mask = cv2.GaussianBlur(mask, (0, 0), feather)[..., None]
+    mask = cv2.GaussianBlur(mask, (0, 0), feather)
     here = out[y0:y1, x0:x1]
-    here[:] = np.clip(here + mask * (borrowed.astype(np.float32) - here) + 0.5, 0, 255).astype(np.uint8)
+    borrowed = _in_light_of(borrowed, here, mask < 0.02)
+    here[:] = np.clip(here + mask[..., None] * (borrowed - here) + 0.5, 0, 255).astype(np.uint8)
     return out
+
+
+def _in_light_of(lent: np.ndarray, here: np.ndarray, around: np.ndarray) -> np.ndarray:
+    """(h, w, 3) float32: the ``lent`` pixels (h, w, 3) scaled per channel so that their mean over ``around``
+    (h, w) bool, the skin around the eyes, matches ``here`` (h, w, 3) there.
+
+    The reference frame is usually a moment away under the same light (a gain of about 1), but in a fade from
+    or to black it is not: eyes lent by a brighter frame glowed in the darkened face."""
+    lent = lent.astype(np.float32)
+    if np.count_nonzero(around) < 16:
+        return lent
+    gain = (np.array(cv2.mean(here, around.view(np.uint8))[:3], np.float32) + 1.0) / (
+        np.array(cv2.mean(lent, around.view(np.uint8))[:3], np.float32) + 1.0)
+    return lent * np.clip(gain, 0.05, 4.0)
 
 
 @dataclass
@@ -1004,6 +1020,9 @@ _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 # face (`drv_lp_d18` -> the black-and-white `img_lp_s2`). Skin in a colour picture, however pale, stays well
 # above it (`img_lp_s42` has 0.44 of `drv_lp_d12`'s).
 _GREY_SHARE = 0.3
+# The driver's interior is scaled by at most these factors. The lower one lets a face darkened by the scene
+# (a fade to black) darken the mouth with it: at 0.4, teeth showed as a white stroke in a nearly black frame.
+_GAIN_RANGE = (0.05, 2.5)
 
 
 def _match_colour(interior: np.ndarray, drive_image: np.ndarray, drive_points: np.ndarray,
@@ -1014,7 +1033,7 @@ def _match_colour(interior: np.ndarray, drive_image: np.ndarray, drive_points: n
     target, driver = _face_mean(crop, src), _face_mean(drive_image, drive_points)
     brightness = float(target @ _LUMA) / float(driver @ _LUMA)
     tint = (target / driver) / brightness
-    gain = np.clip(brightness * tint ** _TINT_SHARE, 0.4, 2.5)
+    gain = np.clip(brightness * tint ** _TINT_SHARE, _GAIN_RANGE[0], _GAIN_RANGE[1])
     out = interior.astype(np.float32) * gain
     keep = min(1.0, _chroma(target) / max(_GREY_SHARE * _chroma(driver), 1e-6))
     if keep < 1.0:
