@@ -15,7 +15,7 @@ import numpy as np
 
 from . import landmarks as lm
 from .mediapipe_import import import_mediapipe
-from .shots import CutScorer, find_cuts
+from .shots import CutScorer, face_jumps, find_cuts
 from .types import N_LANDMARKS, Frame, HeadPose, Track
 
 
@@ -212,8 +212,9 @@ def track_frames(frames: Iterable[Frame], width: int, height: int, still: bool =
     ``choice`` picks the face on the first frame with a face (the largest by default). A video is tracked from
     that frame on with as many faces as it shows, so the chosen one can be followed among them. A video is also
     scored for cuts (``shots``): where the picture changes as at a cut and no face is where the followed one
-    was, the tracker detects afresh and the face is chosen again; the cuts confirmed by the frames around them
-    are returned in ``Track.cuts``.
+    was, the tracker detects afresh and the face is chosen again; the cuts confirmed by the frames around them,
+    and the frames where the followed face jumped elsewhere (a dissolve to another shot), are returned in
+    ``Track.cuts``.
     """
     times, points, found = [], [], []
     tracker = probe = None
@@ -249,8 +250,11 @@ def track_frames(frames: Iterable[Frame], width: int, height: int, still: bool =
     if not times:
         return Track(np.zeros(0), np.zeros((0, N_LANDMARKS, 3), np.float32), np.zeros(0, bool), width, height)
     stamps = np.asarray(times, np.float64)
-    cuts = find_cuts(np.asarray(scorer.scores), stamps) if scorer is not None else np.zeros(0, int)
-    return Track(stamps, np.stack(points), np.asarray(found), width, height, cuts)
+    landmarks, found = np.stack(points), np.asarray(found)
+    cuts = np.zeros(0, int)
+    if scorer is not None:
+        cuts = face_jumps(landmarks, found, stamps, find_cuts(np.asarray(scorer.scores), stamps))
+    return Track(stamps, landmarks, found, width, height, cuts)
 
 
 def _settled(tracker: FaceTracker, image: np.ndarray, face: np.ndarray, rounds: int = 5) -> np.ndarray:

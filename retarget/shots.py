@@ -10,13 +10,19 @@ A cut is a frame whose small HSV thumbnail differs from the previous frame's far
 from frame to frame and the changes around it (the content-aware measure of PySceneDetect's ``ContentDetector``
 with the local ratio of its ``AdaptiveDetector``). PySceneDetect itself is not used: its releases that work
 without their own OpenCV build (0.6) mark this per-frame interface unstable, and 0.7 requires ``opencv-python``
-beside mediapipe's ``opencv-contrib-python``. Gradual transitions (dissolves, fades) are not detected.
+beside mediapipe's ``opencv-contrib-python``.
+
+Gradual transitions (dissolves) change the picture too slowly to score as cuts. There the tracker follows the
+fading face until it is lost, then finds the next shot's face somewhere else: a frame whose face lies far from the
+one before it (``face_jumps``) starts a new shot as well.
 """
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
+
+from . import landmarks as lm
 
 THUMB_WIDTH = 96  # pixels; an HSV thumbnail this wide is compared between frames
 # A cut changes the thumbnail by at least this much (mean absolute HSV difference, 0-255 scale) ...
@@ -28,6 +34,12 @@ CUT_CHANGE = 10.0
 # (on a change of 7.9).
 CUT_RATIO = 8.0
 MIN_SHOT = 0.5  # seconds: a candidate this close after the previous cut is not a new shot
+# The followed face starts a new shot where it lies this many face sizes (the larger of the two faces' oval
+# boxes) from the previous frame's face, or is this many times larger or smaller. Within the shots of every shared
+# clip a face moved at most 0.25 face sizes from one frame to the next (a fast head near the camera, `drv_lp_d12`;
+# 0.07 elsewhere) and changed size by at most 7%; a dissolve from `vid_lp_s18` to `vid_lp_s32` moved it 1.1.
+JUMP = 0.5
+JUMP_SCALE = 1.4
 
 
 def thumbnail(image: np.ndarray) -> np.ndarray:
@@ -89,3 +101,35 @@ def shot_spans(length: int, cuts: np.ndarray) -> list[tuple[int, int]]:
     """[(start, stop), ...] frame ranges of the shots of a clip of ``length`` frames cut at ``cuts``."""
     edges = [0, *(int(c) for c in cuts if 0 < c < length), length]
     return [(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+
+
+def face_jumps(landmarks: np.ndarray, found: np.ndarray, times: np.ndarray, cuts: np.ndarray,
+               min_shot: float = MIN_SHOT) -> np.ndarray:
+    """(K,) int, increasing: ``cuts`` together with the frames whose face jumped from the previous frame with a
+    face (``JUMP``, ``JUMP_SCALE``), frames without a face between them allowed. A jump over one of ``cuts`` is
+    that cut's doing and adds nothing; a jump within ``min_shot`` seconds after an earlier one is not a new shot.
+
+    Args:
+        landmarks: (T, 478, >=2) pixels, NaN where no face; found: (T,) bool; times: (T,) seconds;
+        cuts: (C,) int, increasing, the picture's cuts (``find_cuts``).
+    """
+    seen = np.flatnonzero(found)
+    if len(seen) < 2:
+        return np.asarray(cuts, int)
+    oval = landmarks[seen][:, lm.FACE_OVAL, :2]
+    centre = oval.mean(1)
+    size = np.maximum(np.ptp(oval, axis=1).max(1), 1.0)
+    step = np.linalg.norm(np.diff(centre, axis=0), axis=1) / np.maximum(size[1:], size[:-1])
+    scale = np.maximum(size[1:], size[:-1]) / np.minimum(size[1:], size[:-1])
+    out = [int(c) for c in cuts]
+    last_jump = None
+    for k in np.flatnonzero((step >= JUMP) | (scale >= JUMP_SCALE)):
+        before, at = int(seen[k]), int(seen[k + 1])
+        if any(before < c <= at for c in out):
+            continue
+        if last_jump is not None and times[at] - times[last_jump] < min_shot:
+            continue
+        out.append(at)
+        last_jump = at
+    return np.asarray(sorted(out), int)
+

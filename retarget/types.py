@@ -58,8 +58,8 @@ class Track:
     found: np.ndarray  # (T,) bool
     width: int
     height: int
-    # (K,) int, increasing: the frames that start a new shot of an edited video (``shots.find_cuts``); empty for
-    # one continuous shot
+    # (K,) int, increasing: the frames that start a new shot of an edited video (``shots.find_cuts`` and
+    # ``shots.face_jumps``); empty for one continuous shot
     cuts: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
 
     def __len__(self) -> int:

@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 from _helpers import open_mouth
 
+from retarget import landmarks as lm
 from retarget.analysis import analyse_clip, shot_analyses
 from retarget.config import RetargetConfig
 from retarget.face import track_frames
 from retarget.motion import from_clip
 from retarget.plan import build_plan, build_shot_plan
-from retarget.shots import CUT_CHANGE, CutScorer, find_cuts, shot_spans
+from retarget.shots import CUT_CHANGE, JUMP, CutScorer, face_jumps, find_cuts, shot_spans
 from retarget.smooth import smooth
 from retarget.types import Frame, Track
 
@@ -85,6 +86,60 @@ def _elsewhere(points: np.ndarray) -> np.ndarray:
     moved[:, :2] = (points[:, :2] - centre) * 1.2 + centre + [300.0, 40.0]
     moved[:, 2] *= 1.2
     return moved
+
+
+def _moving_track(first: np.ndarray, step: float, n: int = 40) -> Track:
+    """``first`` (478, 3) moving right by ``step`` face sizes a frame for n frames, found throughout."""
+    size = float(np.ptp(first[:, 0]))
+    points = np.repeat(first[None], n, 0).astype(np.float32)
+    points[:, :, 0] += (np.arange(n) * step * size)[:, None]
+    return Track(_times(n), points, np.ones(n, bool), 4000, 720)
+
+
+def test_a_face_found_elsewhere_after_a_loss_starts_a_shot(astronaut_landmarks):
+    """A dissolve: the fading face is lost for two frames and the next shot's face is found in another place."""
+    first = np.asarray(astronaut_landmarks, np.float32)
+    track = _two_shot_track(first, _elsewhere(first), 30)
+    track.found[28:30] = False
+    track.landmarks[28:30] = np.nan
+    assert face_jumps(track.landmarks, track.found, track.times, np.zeros(0, int)).tolist() == [30]
+    # the same face, found again where it was, goes on in the same shot
+    same = _two_shot_track(first, first, 30)
+    same.found[28:30] = False
+    same.landmarks[28:30] = np.nan
+    assert face_jumps(same.landmarks, same.found, same.times, np.zeros(0, int)).tolist() == []
+
+
+def test_fast_head_motion_is_no_jump_but_a_face_farther_than_the_jump_is(astronaut_landmarks):
+    first = np.asarray(astronaut_landmarks, np.float32)
+    fast = _moving_track(first, 0.3)  # faster than any shared clip (0.25 face sizes a frame at most)
+    assert face_jumps(fast.landmarks, fast.found, fast.times, np.zeros(0, int)).tolist() == []
+    far = _moving_track(first, 0.0)
+    far.landmarks[25:, :, 0] += 1.2 * JUMP * float(np.ptp(first[lm.FACE_OVAL, :2], axis=0).max())
+    assert face_jumps(far.landmarks, far.found, far.times, np.zeros(0, int)).tolist() == [25]
+
+
+def test_a_face_that_grows_at_once_starts_a_shot(astronaut_landmarks):
+    first = np.asarray(astronaut_landmarks, np.float32)
+    centre = first[:, :2].mean(0)
+    for scale, cuts in ((1.2, []), (1.6, [20])):
+        track = _moving_track(first, 0.0)
+        track.landmarks[20:, :, :2] = (first[:, :2] - centre) * scale + centre
+        assert face_jumps(track.landmarks, track.found, track.times, np.zeros(0, int)).tolist() == cuts
+
+
+def test_jumps_over_a_cut_or_soon_after_another_add_nothing(astronaut_landmarks):
+    first = np.asarray(astronaut_landmarks, np.float32)
+    track = _two_shot_track(first, _elsewhere(first), 30)
+    assert face_jumps(track.landmarks, track.found, track.times, np.array([30])).tolist() == [30]
+    # the face was lost at the cut and found two frames later: still the cut's jump
+    track.found[30:32] = False
+    track.landmarks[30:32] = np.nan
+    assert face_jumps(track.landmarks, track.found, track.times, np.array([30])).tolist() == [30]
+    # there and back within half a second: one new shot, not two
+    flip = _two_shot_track(first, _elsewhere(first), 30)
+    flip.landmarks[35:] = first
+    assert face_jumps(flip.landmarks, flip.found, flip.times, np.zeros(0, int)).tolist() == [30]
 
 
 def test_smoothing_stops_at_a_cut(astronaut_landmarks):
@@ -193,3 +248,38 @@ def test_a_cut_between_two_people_is_tracked_and_planned_as_two_shots(media_dir,
     assert [s["start"] for s in shots] == pytest.approx([0.0, 40 / 30], abs=1e-3)
     assert 0 <= shots[0]["neutral_time"] < 40 / 30 <= shots[1]["neutral_time"] < 80 / 30
     assert report["target_frames_without_face"] == 0
+
+
+def _write_dissolve_clip(path, first, second, before: int, blend: int, after: int) -> None:
+    """``before`` frames of ``first``, a ``blend``-frame dissolve into ``second``, then ``after`` frames of it."""
+    out = av.open(str(path), "w")
+    stream = out.add_stream("libx264", rate=30)
+    stream.width, stream.height, stream.pix_fmt = 1280, 720, "yuv420p"
+    with av.open(str(first)) as a, av.open(str(second)) as b:
+        pairs = zip(a.decode(video=0), b.decode(video=0))
+        for i, (fa, fb) in enumerate(pairs):
+            if i == before + blend + after:
+                break
+            alpha = min(1.0, max(0.0, (i - before + 1) / (blend + 1)))
+            image = (1 - alpha) * fa.to_ndarray(format="rgb24") + alpha * fb.to_ndarray(format="rgb24")
+            frame = av.VideoFrame.from_ndarray(image.round().astype(np.uint8), format="rgb24")
+            out.mux(stream.encode(frame))
+    out.mux(stream.encode())
+    out.close()
+
+
+@pytest.mark.media
+def test_a_dissolve_to_another_person_starts_a_shot_where_her_face_is_found(media_dir, tmp_path):
+    """No frame of a dissolve changes enough to score as a cut, but where the tracker finds the second woman's
+    face, in her place, a new shot starts."""
+    clip = tmp_path / "dissolve.mp4"
+    _write_dissolve_clip(clip, media_dir / "vid_lp_s18.mp4", media_dir / "vid_lp_s32.mp4", 30, 20, 25)
+    frames = (Frame(i, float(f.time), f.to_ndarray(format="rgb24")) for i, f in
+              enumerate(av.open(str(clip)).decode(video=0)))
+    track = track_frames(frames, 1280, 720)
+    assert len(track.cuts) == 1 and 30 < track.cuts[0] <= 52
+    cut = int(track.cuts[0])
+    before = np.flatnonzero(track.found[:cut])[-1]
+    assert abs(track.landmarks[cut, :, 0].mean() - track.landmarks[before, :, 0].mean()) > 100
+    assert track.found[cut:].all()
+
