@@ -18,6 +18,7 @@ from .analysis import ClipAnalysis, first_shot
 from .aushape import AUShapeModel
 from .expression import au_intensities
 from .timeline import sample
+from .transfer import region_scales
 
 
 @dataclass
@@ -52,7 +53,8 @@ class DriveMotion:
 def from_clip(clip: ClipAnalysis, shots: list[tuple[int, ClipAnalysis | None]] | None = None) -> DriveMotion:
     """The motion of a tracked driver video. ``shots`` (``analysis.shot_analyses``): a driver cut into shots,
     each of whose expression and head motion is taken relative to its own neutral (the first shot's with a face
-    stands for all of them in the transfer)."""
+    stands for all of them in the transfer: the others' changes are first scaled from their own face's
+    proportions to its, so that a shot of another person drives as it would alone)."""
     times = clip.track.times
     base = first_shot(clip, shots)
     normalised = clip.expression.normalised
@@ -63,7 +65,10 @@ def from_clip(clip: ClipAnalysis, shots: list[tuple[int, ClipAnalysis | None]] |
             if shot is None:
                 continue
             stop = start + len(shot.track)
-            normalised[start:stop] += base.expression.neutral - shot.expression.neutral
+            if shot is not base:
+                own = shot.expression.neutral
+                scales = region_scales(own, base.expression.neutral)
+                normalised[start:stop] = base.expression.neutral + (normalised[start:stop] - own) * scales
             part = _head_motion(shot)
             head.rotation[start:stop], head.shift[start:stop], head.ratio[start:stop] = \
                 part.rotation, part.shift, part.ratio

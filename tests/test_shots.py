@@ -189,6 +189,41 @@ def test_each_shot_keeps_its_own_face(astronaut_landmarks):
     assert np.abs(whole.destination[30:] - whole.source[30:]).max() > 4
 
 
+def _talking_driver(points: np.ndarray, n: int = 60, cut: int | None = None,
+                    first: np.ndarray | None = None):
+    """A driver whose face ``points`` opens its mouth over frames 40-49 of ``n``; with ``cut``, the frames
+    before it show ``first`` instead, held still (another shot, of another person)."""
+    frames = np.repeat(points[None], n, 0).astype(np.float32)
+    frames[40:50] = open_mouth(points, 0.6 * float(np.ptp(points[:, 1])) / 8)
+    if cut is not None:
+        frames[:cut] = first
+    track = Track(_times(n), frames, np.ones(n, bool), 512, 512, np.zeros(0, int) if cut is None else np.array([cut]))
+    clip = analyse_clip(track, FPS, None, 0.2, 0.33)
+    return from_clip(clip, shot_analyses(clip, None))
+
+
+def test_a_driver_shot_of_another_person_drives_as_it_would_alone(astronaut_landmarks):
+    """The first shot's face stands for a cut driver in the transfer. A later shot of someone with other
+    proportions (a face 15% wider whose lower half is 40% longer) has its changes scaled from that person's
+    proportions to the first's, so it opens the target's mouth as far as it would as a driver of its own
+    (carried over unscaled, with the first face's proportions, it came out 11% wider)."""
+    first = np.asarray(astronaut_landmarks, np.float32)
+    other = _other_person(first)
+    centre = first[:, 1].mean()
+    below = other[:, 1] > centre
+    other[below, 1] = (other[below, 1] - centre) * 1.4 / 1.1 + centre
+    target = analyse_clip(Track(_times(60), np.repeat(first[None], 60, 0), np.ones(60, bool), 512, 512), FPS, None,
+                          0.2, 0.33)
+    config = RetargetConfig()
+    alone = build_plan(_talking_driver(other), target, False, config)
+    cut = build_plan(_talking_driver(other, cut=30, first=first), target, False, config)
+    lower = lm.INNER_LIP_LOWER
+    opened = (alone.destination[38:52] - alone.source[38:52])[:, lower, 1].mean(1)
+    assert opened.max() > 5  # the mouth opens, in the target's pixels
+    cut_opened = (cut.destination[38:52] - cut.source[38:52])[:, lower, 1].mean(1)
+    np.testing.assert_allclose(cut_opened, opened, atol=0.02 * opened.max())
+
+
 def test_the_neutral_time_given_sets_its_own_shot_only(astronaut_landmarks):
     first = np.asarray(astronaut_landmarks, np.float32)
     points = np.concatenate([np.repeat(first[None], 30, 0), np.repeat(_other_person(first)[None], 30, 0)])
