@@ -119,8 +119,9 @@ def face_jumps(landmarks: np.ndarray, found: np.ndarray, times: np.ndarray, cuts
     oval = landmarks[seen][:, lm.FACE_OVAL, :2]
     centre = oval.mean(1)
     size = np.maximum(np.ptp(oval, axis=1).max(1), 1.0)
-    step = np.linalg.norm(np.diff(centre, axis=0), axis=1) / np.maximum(size[1:], size[:-1])
-    scale = np.maximum(size[1:], size[:-1]) / np.minimum(size[1:], size[:-1])
+    larger, smaller = np.maximum(size[1:], size[:-1]), np.minimum(size[1:], size[:-1])
+    step = np.linalg.norm(np.diff(centre, axis=0), axis=1) / larger
+    scale = larger / smaller
     out = [int(c) for c in cuts]
     last_jump = None
     for k in np.flatnonzero((step >= JUMP) | (scale >= JUMP_SCALE)):
@@ -132,4 +133,3 @@ def face_jumps(landmarks: np.ndarray, found: np.ndarray, times: np.ndarray, cuts
         out.append(at)
         last_jump = at
     return np.asarray(sorted(out), int)
-

@@ -1033,7 +1033,7 @@ def _match_colour(interior: np.ndarray, drive_image: np.ndarray, drive_points: n
     target, driver = _face_mean(crop, src), _face_mean(drive_image, drive_points)
     brightness = float(target @ _LUMA) / float(driver @ _LUMA)
     tint = (target / driver) / brightness
-    gain = np.clip(brightness * tint ** _TINT_SHARE, _GAIN_RANGE[0], _GAIN_RANGE[1])
+    gain = np.clip(brightness * tint ** _TINT_SHARE, *_GAIN_RANGE)
     out = interior.astype(np.float32) * gain
     keep = min(1.0, _chroma(target) / max(_GREY_SHARE * _chroma(driver), 1e-6))
     if keep < 1.0:
