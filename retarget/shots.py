@@ -37,7 +37,7 @@ MIN_SHOT = 0.5  # seconds: a candidate this close after the previous cut is not 
 # The followed face starts a new shot where it lies this many face sizes (the larger of the two faces' oval
 # boxes) from the previous frame's face, or is this many times larger or smaller. Within the shots of every shared
 # clip a face moved at most 0.25 face sizes from one frame to the next (a fast head near the camera, `drv_lp_d12`;
-# 0.07 elsewhere) and changed size by at most 7%; a dissolve from `vid_lp_s18` to `vid_lp_s32` moved it 1.1.
+# 0.07 elsewhere) and changed size by at most 7%; a dissolve from `vid_lp_s18` to `vid_lp_s32` moved it 0.89.
 JUMP = 0.5
 JUMP_SCALE = 1.4
 
