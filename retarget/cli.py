@@ -58,9 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-pose", dest="pose", action="store_false", default=None,
                    help="still target: keep the head still instead of following the driver's head motion")
     p.add_argument("--max-size", type=int, metavar="PIXELS", help="cap a still target's longer side (default 1280)")
-    p.add_argument("--crf", type=int, help="H.264 quality, lower is better (default 18)")
+    p.add_argument("--crf", type=int, help="H.264 quality, lower is better (default 21)")
     p.add_argument("--x264-preset", dest="x264_preset", metavar="NAME",
-                   help="x264 speed preset (default veryfast)")
+                   help="x264 speed preset (default superfast)")
     p.add_argument("--preview", type=Path, metavar="PATH",
                    help="also write a side-by-side driver | target | result video")
     add_generator_flags(p)
@@ -275,7 +275,7 @@ def build_edit_parser() -> argparse.ArgumentParser:
                    help="time of the target video's neutral face (default: its calmest frame)")
     p.add_argument("--target-face", metavar="WHICH", help=FACE_HELP.format(clip="target"))
     p.add_argument("--max-size", type=int, metavar="PIXELS", help="cap a still target's longer side (default 1280)")
-    p.add_argument("--crf", type=int, help="H.264 quality, lower is better (default 18)")
+    p.add_argument("--crf", type=int, help="H.264 quality, lower is better (default 21)")
     add_generator_flags(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.add_argument("--debug", action="store_true", help="show tracebacks")

@@ -190,6 +190,21 @@ def test_help_mentions_every_flag() -> None:
     assert "retarget.json" in result.stdout  # the report is documented
 
 
+def test_help_and_the_default_preset_state_the_real_defaults() -> None:
+    """``--help`` and ``configs/default.yaml`` repeat defaults that live in ``RetargetConfig``: they must not
+    drift from it (the encoder's defaults changed once)."""
+    import yaml
+
+    defaults = RetargetConfig()
+    helps = {s: a.help for a in cli.build_parser()._actions for s in a.option_strings}
+    assert f"(default {defaults.crf})" in helps["--crf"]
+    assert f"(default {defaults.x264_preset})" in helps["--x264-preset"]
+    assert f"(default {defaults.max_size})" in helps["--max-size"]
+    spelled = yaml.safe_load((CONFIG_DIR / "default.yaml").read_text())
+    assert spelled == {k: v for k, v in defaults.to_dict().items() if k in spelled}
+    assert resolve("default").to_dict() == defaults.to_dict()
+
+
 def test_no_arguments_is_a_usage_error() -> None:
     result = run_cli()
     assert result.returncode == 2

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -58,17 +59,19 @@ def frames_of(path: Path) -> np.ndarray:
         return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
 
 
-def test_target_face_left_animates_the_small_face_and_leaves_the_other(files, tmp_path):
+def test_target_face_left_animates_the_small_face_and_leaves_the_other(files, tmp_path, canvas):
     out = tmp_path / "left.mp4"
     result = run_cli(files["drive"], files["still"], "-o", out, "--target-face", "left", "-q")
     assert result.returncode == 0, result.stderr
     chosen = report_of(out)["target_face"]
     assert chosen["choice"] == "left" and chosen["box"][2] < SPLIT
     frames = frames_of(out).astype(np.float32)
-    change = np.abs(frames - frames[0]).mean(-1)  # (T, H, W) against the first frame (the driver at rest)
-    left, right = change[:, :, :SPLIT].mean((1, 2)), change[:, :, SPLIT + 10:].mean((1, 2))
-    assert left.max() > 1.0  # the small face performs
-    assert right.max() < 0.1 * left.max()  # the large one stays as it was
+    # against the still as given, blurred: the encoder's error is fine-grained and settles over the first frames
+    # (x264 refines a static picture), while a face that moves changes whole features
+    change = np.stack([cv2.GaussianBlur(np.abs(f - canvas).mean(-1), (0, 0), 3) for f in frames])  # (T, H, W)
+    left, right = change[:, :, :SPLIT].max(), change[:, :, SPLIT + 10:].max()
+    assert left > 40  # the small face performs
+    assert right < 0.2 * left  # the large one stays as it was
 
 
 def test_a_point_on_a_face_chooses_it(files, tmp_path):

@@ -33,7 +33,8 @@ from .eyelids import LidStretch, keep_lash_lines, lid_stretch
 
 @dataclass(frozen=True)
 class WarpSettings:
-    grid: int = 256  # long side of the deformation grid, in cells
+    grid: int = 192  # long side of the deformation grid, in cells (256: 2.5 dB closer to a full-resolution
+    # field, 6 ms a 720p frame slower, no visible difference; README, speed)
     margin: float = 0.5  # crop margin around the face, in face sizes (the falloff has faded to ~2% there)
     falloff: float = 0.25  # reach of the deformation outside the face mesh, in face sizes
     mouth_interior: bool = True
