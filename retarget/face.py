@@ -281,16 +281,28 @@ def similarity_fit(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray,
     Returns:
         ``(s, R, t)``: scale, (D, D) proper rotation, (D,) translation.
     """
-    mu_s, mu_d = src.mean(0), dst.mean(0)
-    a, b = src - mu_s, dst - mu_d
-    cov = b.T @ a / len(src)
+    scale, rot, shift = similarity_fits(src[None], dst[None])
+    return float(scale[0]), rot[0], shift[0]
+
+
+def similarity_fits(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``similarity_fit`` for B pairs at once: ``src``, ``dst`` (B, N, D), either broadcast over B.
+
+    Returns:
+        scales (B,), proper rotations (B, D, D) and translations (B, D).
+    """
+    src, dst = np.broadcast_arrays(np.asarray(src, np.float64), np.asarray(dst, np.float64))
+    mu_s, mu_d = src.mean(1), dst.mean(1)
+    a, b = src - mu_s[:, None], dst - mu_d[:, None]
+    cov = np.einsum("bni,bnj->bij", b, a) / src.shape[1]  # b.T @ a per pair
     u, sig, vt = np.linalg.svd(cov)
-    fix = np.eye(src.shape[1])
-    fix[-1, -1] = np.sign(np.linalg.det(u @ vt)) or 1.0
-    rot = u @ fix @ vt
-    var = (a ** 2).sum() / len(src)
-    scale = float((sig * np.diag(fix)).sum() / var) if var > 0 else 1.0
-    return scale, rot, mu_d - scale * rot @ mu_s
+    fix = np.ones(sig.shape)
+    det = np.sign(np.linalg.det(u @ vt))
+    fix[:, -1] = np.where(det == 0, 1.0, det)
+    rot = u @ (fix[:, :, None] * vt)
+    var = (a ** 2).sum((1, 2)) / src.shape[1]
+    scale = np.where(var > 0, (sig * fix).sum(1) / np.where(var > 0, var, 1.0), 1.0)
+    return scale, rot, mu_d - scale[:, None] * np.einsum("bij,bj->bi", rot, mu_s)
 
 
 def reference_shape(track: Track, iterations: int = 3) -> np.ndarray:
@@ -299,19 +311,16 @@ def reference_shape(track: Track, iterations: int = 3) -> np.ndarray:
     Axes of the normalised frame: x along the eye line towards the subject's left (image right for a
     frontal face), y downwards (as in images), z away from the camera.
     """
-    pts = track.landmarks[track.found].astype(np.float64)
-    if len(pts) == 0:
+    found = np.flatnonzero(track.found)
+    if len(found) == 0:
         raise ValueError("no frame with a face")
-    ref = pts[0]
+    sample = track.landmarks[found[:: max(1, len(found) // 300)]].astype(np.float64)
+    ref = sample[0]
     for _ in range(iterations):
-        aligned = [_align_to(p, ref) for p in pts[:: max(1, len(pts) // 300)]]
-        ref = np.median(np.stack(aligned), axis=0)
+        scale, rot, shift = similarity_fits(sample[:, lm.RIGID], ref[lm.RIGID])
+        aligned = scale[:, None, None] * sample @ np.transpose(rot, (0, 2, 1)) + shift[:, None]
+        ref = np.median(aligned, axis=0)
     return _upright(ref)
-
-
-def _align_to(points: np.ndarray, ref: np.ndarray) -> np.ndarray:
-    s, r, t = similarity_fit(points[lm.RIGID], ref[lm.RIGID])
-    return s * points @ r.T + t
 
 
 def _upright(shape: np.ndarray) -> np.ndarray:
@@ -343,11 +352,12 @@ def estimate_pose(track: Track, reference: np.ndarray) -> tuple[HeadPose, np.nda
     trans = np.zeros((n, 3))
     scale = np.ones(n)
     normalised = np.full((n, reference.shape[0], 3), np.nan, np.float32)
-    for t in np.flatnonzero(track.found):
-        p = track.landmarks[t].astype(np.float64)
-        s, r, tr = similarity_fit(reference[lm.RIGID], p[lm.RIGID])
-        rot[t], trans[t], scale[t] = r, tr, s
-        normalised[t] = ((p - tr) @ r / s).astype(np.float32)
+    found = np.flatnonzero(track.found)
+    for start in range(0, len(found), 1024):  # in chunks: float64 copies of a long clip's landmarks are large
+        good = found[start:start + 1024]
+        p = track.landmarks[good].astype(np.float64)
+        scale[good], rot[good], trans[good] = similarity_fits(reference[lm.RIGID], p[:, lm.RIGID])
+        normalised[good] = ((p - trans[good, None]) @ rot[good] / scale[good, None, None]).astype(np.float32)
     _fill_lost_poses(track.found, rot, trans, scale)
     return HeadPose(rot, trans, scale), normalised
 

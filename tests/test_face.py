@@ -17,6 +17,7 @@ from retarget.face import (
     reference_shape,
     rotation_to_euler,
     similarity_fit,
+    similarity_fits,
     track_frames,
 )
 from retarget.types import N_LANDMARKS, Frame, Track
@@ -76,6 +77,25 @@ def test_similarity_fit_least_squares_with_noise_and_never_reflects() -> None:
     _, r, _ = similarity_fit(src, mirrored)
     assert np.linalg.det(r) == pytest.approx(1.0)
     np.testing.assert_allclose(r @ r.T, np.eye(3), atol=1e-9)
+
+
+def test_similarity_fits_recover_each_pair_and_broadcast_one_shape() -> None:
+    rng = np.random.default_rng(5)
+    src = rng.normal(0, 30, (6, 35, 3))
+    rots = Rotation.from_euler("xyz", rng.uniform(-40, 40, (6, 3)), degrees=True).as_matrix()
+    scales, shifts = rng.uniform(0.5, 2.0, 6), rng.normal(0, 50, (6, 3))
+    dst = scales[:, None, None] * src @ np.transpose(rots, (0, 2, 1)) + shifts[:, None]
+    dst[3] = src[3] * [-1, 1, 1]  # one mirrored pair: its rotation must still be proper
+    got_s, got_r, got_t = similarity_fits(src, dst)
+    for k in (0, 1, 2, 4, 5):
+        assert got_s[k] == pytest.approx(scales[k], rel=1e-9)
+        np.testing.assert_allclose(got_r[k], rots[k], atol=1e-9)
+        np.testing.assert_allclose(got_t[k], shifts[k], atol=1e-7)
+    assert np.linalg.det(got_r[3]) == pytest.approx(1.0)
+    # one shape against many: each fit as if the shape were repeated
+    one_s, one_r, _ = similarity_fits(src[0], dst[[0, 0]] * [[[1.0]], [[2.0]]])
+    assert one_s == pytest.approx([scales[0], 2 * scales[0]], rel=1e-9)
+    np.testing.assert_allclose(one_r, rots[[0, 0]], atol=1e-9)
 
 
 # ------------------------------------------------------------------------------------------ reference_shape
