@@ -112,12 +112,13 @@ def greenness(pixels: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("interior", [True, False])
 def test_mouth_interior_comes_from_the_driver(astronaut: np.ndarray, astronaut_landmarks: np.ndarray,
                                               interior: bool) -> None:
-    """The driver's mouth is painted pure green: an opening target mouth shows it (only when enabled)."""
-    driver = paint_mouth(astronaut, astronaut_landmarks, (0, 255, 0))
+    """The driver's mouth, open as wide as the target's will be, is painted pure green: the opening target mouth
+    shows it (only when enabled)."""
     assert greenness(astronaut).max() < 100  # no such green in the photo itself
     destination = open_mouth(astronaut_landmarks, 0.14 * face_size(astronaut_landmarks))
+    driver = paint_mouth(astronaut, destination, (0, 255, 0))
     face = generate(astronaut, astronaut_landmarks, destination, mouth_interior=interior,
-                    drive_image=driver, drive_landmarks=astronaut_landmarks.copy())
+                    drive_image=driver, drive_landmarks=destination.copy())
     result = paste(astronaut, face)
     mouth = cv2.erode(polygon_mask((512, 512), destination[lm.INNER_LIP_LOOP, :2]).astype(np.uint8),
                       np.ones((5, 5), np.uint8)) > 0
@@ -173,6 +174,27 @@ def test_anchored_map_squeezes_a_smaller_opening_and_stretches_only_the_middle_o
     map_x, map_y, dark = anchored_map(*lip_lines(20, 120, 50, 150), *driver, (160, 140))
     np.testing.assert_allclose(map_y[50:151, 70], 20 + np.arange(101), atol=1e-3)
     assert dark.max() == 0
+
+
+def test_the_gap_a_smile_never_showed_is_dark(astronaut: np.ndarray, astronaut_landmarks: np.ndarray) -> None:
+    """The driver's barely parted lips show only teeth (painted a pale grey): the target's mouth, opened far
+    wider, keeps teeth under its lips and a dark gap between them, not the teeth's grey spread over it (a pale
+    plate, `drv_lp_d12` -> `img_lp_s1`)."""
+    driver = paint_mouth(astronaut, astronaut_landmarks, (215, 210, 205))
+    size = face_size(astronaut_landmarks)
+    destination = open_mouth(astronaut_landmarks, 0.14 * size)
+    face = generate(astronaut, astronaut_landmarks, destination, drive_image=driver,
+                    drive_landmarks=astronaut_landmarks.copy())
+    result = paste(astronaut, face).astype(np.float64)
+    luma = result @ np.array([0.299, 0.587, 0.114])
+    upper = destination[lm.INNER_LIP_UPPER[5], :2]
+    lower = destination[lm.INNER_LIP_LOWER[5], :2]
+    x = int(round((upper[0] + lower[0]) / 2))
+    middle = luma[int(round(upper[1] + 0.4 * (lower[1] - upper[1]))):int(round(upper[1] + 0.6 * (lower[1] - upper[1]))),
+                  x - 4:x + 5]
+    teeth = luma[int(round(upper[1])) + 2:int(round(upper[1])) + 5, x - 4:x + 5]
+    assert teeth.mean() > 150  # the driver's teeth under the upper lip
+    assert middle.mean() < 80 and middle.mean() < 0.5 * teeth.mean()
 
 
 def blueness(pixels: np.ndarray) -> np.ndarray:

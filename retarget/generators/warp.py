@@ -660,8 +660,8 @@ def _rasterise(mesh: _GridMesh, order_key: np.ndarray, shape: tuple[int, int]) -
 
     Every cell in a triangle's bounding box is tested against it at once (vectorised). A triangle covers the
     cells whose centre lies inside it or less than ``_FRINGE`` cells outside (as a scan converter fills edge
-    pixels), but never more than 0.2 outside in its own barycentric coordinates (a thin triangle's edge cells can lie far
-    outside it in its own coordinates). Where triangles overlap (a fold, or the half-cell fringes), the one
+    pixels), but never more than 0.2 outside in its own barycentric coordinates (a thin triangle's edge cells
+    can lie far outside it in its own coordinates). Where triangles overlap (a fold, or the half-cell fringes), the one
     with the smaller ``order_key`` (K,) wins (the nearer in depth, and the mesh before the eye and mouth fillers,
     so a nearly shut lid covers the eyeball). Collapsed slivers are skipped; the cells inside the face outline
     that no triangle covers are then given the neighbouring cell's triangle that contains them best, or left
@@ -861,10 +861,17 @@ def _driver_interior(outline: np.ndarray, size: tuple[int, int], drive_image: np
     map_x, map_y, dark = anchored_map(*_lip_lines(outline), *_lip_lines(loop), size)
     interior = cv2.remap(drive_image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     interior = _match_colour(interior, drive_image, drive_points, crop, src)
-    shadow = np.percentile(interior.reshape(-1, 3), 25, axis=0)  # the interior's shadows: throat, tongue's back
+    # the interior's shadows (throat, tongue's back), no lighter than a mouth's own shadow in the target's lip
+    # colour: a smile's teeth that meet, or lips that barely part, have no shadow of their own, and their lip and
+    # teeth colours spread flat over the gap read as a pale plate
+    shadow = np.percentile(interior.reshape(-1, 3), 25, axis=0)
+    shadow = np.minimum(shadow[None, None], _SHADOW_LIFT * _cavity(outline, size, crop, src))
     return interior + (shadow - interior) * dark[..., None]
 
 
+# The driver interior's shadows are no lighter than this many times the shaded cavity (``_cavity``) in the
+# target's lip colour: a mouth seen open in daylight is dark red-brown, not black.
+_SHADOW_LIFT = 1.8
 MOUTH_EDGE = 0.25  # the mouth mask is 2 * blurred polygon - this: 1 - this on the outline
 
 # How far inside its inner-lip landmarks the driver's mouth interior starts, in face sizes: the landmarks lie on
