@@ -786,9 +786,9 @@ def border_feather(size: tuple[int, int], width: float) -> np.ndarray:
     border. Cached: consecutive frames mostly share a crop size."""
     h, w = size
     n = max(1.0, width * min(h, w))
-    ramp_x = np.clip(np.minimum(np.arange(w) + 0.5, w - np.arange(w) - 0.5) / n, 0, 1)
-    ramp_y = np.clip(np.minimum(np.arange(h) + 0.5, h - np.arange(h) - 0.5) / n, 0, 1)
-    alpha = np.outer(ramp_y, ramp_x).astype(np.float32)
+    ramp_x = np.clip(np.minimum(np.arange(w) + 0.5, w - np.arange(w) - 0.5) / n, 0, 1).astype(np.float32)
+    ramp_y = np.clip(np.minimum(np.arange(h) + 0.5, h - np.arange(h) - 0.5) / n, 0, 1).astype(np.float32)
+    alpha = ramp_y[:, None] * ramp_x[None, :]  # float32 throughout: a crop's size changes from frame to frame
     alpha.setflags(write=False)
     return alpha
 
