@@ -866,12 +866,16 @@ def _driver_interior(outline: np.ndarray, size: tuple[int, int], drive_image: np
     # teeth colours spread flat over the gap read as a pale plate
     shadow = np.percentile(interior.reshape(-1, 3), 25, axis=0)
     shadow = np.minimum(shadow[None, None], _SHADOW_LIFT * _cavity(outline, size, crop, src))
+    # softened over a few pixels: a thin gap between teeth reads as a shadow line, not a black crack
+    dark = cv2.GaussianBlur(dark, (0, 0), max(0.5, _GAP_SOFTNESS * float(np.ptp(outline[:, 0]))))
     return interior + (shadow - interior) * dark[..., None]
 
 
 # The driver interior's shadows are no lighter than this many times the shaded cavity (``_cavity``) in the
 # target's lip colour: a mouth seen open in daylight is dark red-brown, not black.
 _SHADOW_LIFT = 1.8
+# The blur of the darkening between the teeth rows, in mouth widths.
+_GAP_SOFTNESS = 0.015
 MOUTH_EDGE = 0.25  # the mouth mask is 2 * blurred polygon - this: 1 - this on the outline
 
 # How far inside its inner-lip landmarks the driver's mouth interior starts, in face sizes: the landmarks lie on
