@@ -161,7 +161,6 @@ class Transcode:
     frames: int
     cpu: float  # user + system seconds
     foreign: float = 0.0  # CPU seconds other processes used meanwhile
-    all_walls: list[float] = field(default_factory=list)  # every repeat; ``wall`` is the fastest
 
     @property
     def fps(self) -> float:
@@ -286,14 +285,13 @@ class Rounds:
     @property
     def median_round(self) -> int:
         """The round whose ratio is the median (the lower middle one for an even count)."""
-        order = sorted(range(len(self.runs)), key=lambda k: self.ratios[k])
+        ratios = self.ratios
+        order = sorted(range(len(ratios)), key=ratios.__getitem__)
         return order[(len(order) - 1) // 2]
 
     @property
     def fastest_transcode(self) -> Transcode:
-        fastest = min(self.transcodes, key=lambda r: r.wall)
-        fastest.all_walls = [r.wall for r in self.transcodes]
-        return fastest
+        return min(self.transcodes, key=lambda r: r.wall)
 
 
 def alternated_rounds(drive: Path, target: Clip, rounds: int, timer: str | None, code: Path) -> Rounds:
