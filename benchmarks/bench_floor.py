@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -60,6 +61,8 @@ def main() -> None:
     drive, target = MEDIA / "drv_lp_d18.mp4", MEDIA / "vid_lp_s18.mp4"
     if not target.is_file():
         sys.exit(f"needs {target} (../shared/media)")
+    if shutil.which("ffmpeg") is None:
+        sys.exit("needs the ffmpeg executable on PATH for the reference transcode (e.g. apt-get install ffmpeg)")
     WORK.mkdir(parents=True, exist_ok=True)
     runs = {
         "ffmpeg transcode": ["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-y", "-i", str(target),

@@ -159,9 +159,9 @@ def warp_field(source: np.ndarray, destination: np.ndarray, frame_shape: tuple[i
     ``person`` (H, W) float32 0-1, where the target's person is, confines a head move to the person.
     """
     face = face_size(source)
-    head = HeadMove.fit(source[:, :2], destination[:, :2])
+    head = HeadMove.fit(source[:, :2], destination[:, :2]) if settings.head > 0 else None
     margin, grid = settings.margin, settings.grid
-    if settings.head <= 0 or head.largest_shift(source[lm.FACE_OVAL, :2]) < 1.0:
+    if head is None or head.largest_shift(source[lm.FACE_OVAL, :2]) < 1.0:
         head = None  # the head keeps its place (a video target keeps its own pose)
     else:  # room for the head move to fade out inside the crop, at the face's usual grid resolution
         margin = max(margin, 2.0 * settings.head)
@@ -216,6 +216,7 @@ class HeadMove:
         return HeadMove(self.scale, self.rotation, self.scale * self.rotation @ offset + self.shift - offset)
 
 
+@functools.lru_cache(maxsize=1)
 def hole_triangles() -> np.ndarray:
     """(K, 3) the mouth strip between the inner lips and the fan around each iris centre."""
     up, lo = lm.INNER_LIP_UPPER, lm.INNER_LIP_LOWER
@@ -776,7 +777,7 @@ def _extend_outside(disp: np.ndarray, inside: np.ndarray, falloff: float) -> np.
     near = near_weight[..., None]
     outside = (smooth + near * (inside_disp[labels] - smooth)) * fade[..., None]
     out = cv2.resize(outside, (gw, gh), interpolation=cv2.INTER_LINEAR)
-    np.copyto(out, disp, where=inside[..., None])
+    out[inside] = disp[inside]
     return out
 
 
