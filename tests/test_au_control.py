@@ -12,7 +12,7 @@ import pytest
 from _helpers import open_mouth
 
 from retarget import landmarks as lm
-from retarget.aushape import _GAP_PAIRS, AU_REGION, AUShapeModel
+from retarget.aushape import AU_REGION, AUShapeModel, _lip_gap
 from retarget.config import RetargetConfig
 from retarget.expression import au_intensities
 from retarget.motion import edit_weights, envelope, from_clip, from_curves
@@ -75,7 +75,7 @@ def _central_gap(shape: np.ndarray) -> float:
     """The inner-lip gap (lower minus upper, y down) averaged over the mouth's central pairs, the measure the
     model keeps (the middle pair alone closed by 0.011-0.013 on one machine's tracking of the astronaut, where
     the five pairs' mean held; the measure, not the lips, was off)."""
-    return float((shape[_GAP_PAIRS[:, 1], 1] - shape[_GAP_PAIRS[:, 0], 1]).mean())
+    return float(_lip_gap(shape))
 
 
 def test_only_lips_part_and_jaw_drop_open_the_lips(model: AUShapeModel) -> None:
