@@ -46,7 +46,8 @@ class RenderPlan:
     drive_aus: np.ndarray  # (T, 17) AUs of the driver expression shown (eased to neutral after it ends or is lost)
     output_aus: np.ndarray  # (T, 17) AUs of the retargeted face relative to the target's neutral
     relative_aus: np.ndarray  # (T, 17) output AUs minus the target frame's own AUs
-    drive_landmarks: np.ndarray | None  # (T_drive, 478, 3) the driver video's landmarks per frame, pixels (None: no video)
+    # (T_drive, 478, 3) the driver video's landmarks per frame, pixels (None: no video)
+    drive_landmarks: np.ndarray | None
     # (T,) int: for a frame whose narrowed target eye the edit opens, a nearby frame with both eyes open to take
     # the open eye from (``eye_references``: an earlier one, or a later one at the clip's start); -1: none (the
     # eye opens only as far as the warp stretches it)

@@ -474,13 +474,14 @@ def backward_map(src: np.ndarray, dst: np.ndarray, depth: np.ndarray, triangles:
     length = np.linalg.norm(moved, axis=1, keepdims=True)
     disp[rows, cols] = moved * np.minimum(1.0, farthest / np.maximum(length, 1e-6))
     if head is None:
-        disp = _extend_outside(disp, inside, falloff * float(min(sx, sy)))
+        disp = _extend_outside(disp, inside, falloff * float(min(sx, sy)), float(min(sx, sy)))
     else:
         move, reach = head
         gx = ((np.arange(gw, dtype=np.float32) + 0.5) / sx - 0.5)[None, :]
         gy = ((np.arange(gh, dtype=np.float32) + 0.5) / sy - 0.5)[:, None]
         rigid = move.backward_shift(gx, gy)
-        rest = _extend_outside(np.where(inside[..., None], disp - rigid, 0.0), inside, falloff * float(min(sx, sy)))
+        rest = _extend_outside(np.where(inside[..., None], disp - rigid, 0.0), inside, falloff * float(min(sx, sy)),
+                               float(min(sx, sy)))
         weight = _head_weight(inside, np.broadcast_to(gy, (gh, gw)), float(dst[lm.CHIN, 1]), reach,
                               float(min(sx, sy)))
         if person is not None:
@@ -745,13 +746,24 @@ def _read_points(weights: np.ndarray, ids: np.ndarray, conditioning: np.ndarray,
     return (w[0, :, None] * corner[0] + w[1, :, None] * corner[1] + w[2, :, None] * corner[2]).astype(np.float32)
 
 
-def _extend_outside(disp: np.ndarray, inside: np.ndarray, falloff: float) -> np.ndarray:
-    """Continue the mesh's displacement ``disp`` (gh, gw, 2), which is 0 outside ``inside`` (gh, gw), beyond the
-    mesh, fading to zero over ``falloff`` cells.
+# Outside the mesh, the border's own displacement gives way to the smooth extension over at least this many
+# pixels per pixel of difference between the two (see ``_extend_outside``).
+NEAR_SLOPE = 2.0
+
+
+def _extend_outside(disp: np.ndarray, inside: np.ndarray, falloff: float, cells_per_pixel: float) -> np.ndarray:
+    """Continue the mesh's displacement ``disp`` (gh, gw, 2) pixels, which is 0 outside ``inside`` (gh, gw),
+    beyond the mesh, fading to zero over ``falloff`` cells (``cells_per_pixel``: the grid's cells per pixel).
 
     Next to the mesh the value is that of the nearest mesh cell, so the field is continuous at the face's
     outline (no seam); further out it blends into a smooth normalised-convolution extension. The outside
     field is smooth, so it is built on a 2x coarser grid (the smooth part on a 4x coarser one) and upsampled.
+
+    The border's value gives way to the smooth one over ``NEAR_SLOPE`` pixels per pixel of their difference
+    (1.5 cells at least), so the field changes by at most half a pixel a pixel there and the map does not fold.
+    A still's head turned 20 degrees narrows the side turning away by ~20 px more than the head's rigid move;
+    over a fixed 1.5 cells, that difference folded the map beside the jaw into a strip of pale and dark blocks
+    (`drv_lp_d3` -> `img_lp_s42`).
     """
     if not inside.any():
         return disp
@@ -772,10 +784,13 @@ def _extend_outside(disp: np.ndarray, inside: np.ndarray, falloff: float) -> np.
     # labels number the inside cells in row-major order; map each label to its cell's displacement
     inside_disp = np.zeros((labels.max() + 1, 2), np.float32)
     inside_disp[labels[inside2]] = disp2[inside2]
-    near_weight = np.exp(-np.maximum(dist - 1.0, 0.0) / 1.5)  # 1 on the cells touching the mesh: no seam
+    nearest = inside_disp[labels]
+    mismatch = np.linalg.norm(nearest - smooth, axis=-1)
+    length = np.maximum(1.5, NEAR_SLOPE * mismatch * (0.5 * cells_per_pixel))
+    near_weight = np.exp(-np.maximum(dist - 1.0, 0.0) / length)  # 1 on the cells touching the mesh: no seam
     fade = np.exp(-((dist * 2 / max(falloff, 1e-3)) ** 2)) * np.minimum(1.0, den / 1e-2 + near_weight)
     near = near_weight[..., None]
-    outside = (smooth + near * (inside_disp[labels] - smooth)) * fade[..., None]
+    outside = (smooth + near * (nearest - smooth)) * fade[..., None]
     out = cv2.resize(outside, (gw, gh), interpolation=cv2.INTER_LINEAR)
     out[inside] = disp[inside]
     return out
