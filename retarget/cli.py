@@ -155,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.quiet:
         print(f"wrote {result.output} ({result.frames_written} frames{lost}); report {result.config_path}",
               file=sys.stderr)
+        for note in result.notes:
+            print(f"retarget: note: {note}", file=sys.stderr)
     return 0
 
 

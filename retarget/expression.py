@@ -386,3 +386,24 @@ def analyse(normalised: np.ndarray, found: np.ndarray, times: np.ndarray,
                          population_neutral)
     return Expression(normalised=normalised, neutral=neutral.shape.astype(np.float32), neutral_index=neutral.index,
                       aus=aus, found=found.copy(), upper_neutral_index=neutral.upper_index)
+
+
+# A neutral that shows this much of a smile (AU12) or of parted lips (AU25) or more against a typical resting
+# face (``POPULATION_NEUTRAL``) is not at rest. Of the 15 development clips, only vid_lp_s29, which laughs
+# throughout, reads above it at its calmest frame (AU12 3.6, AU25 3.0); the other 14 read 0.74 at most. The
+# smile and the lips' gap are the two measures that read alike across people's resting faces; the others
+# (nose wrinkle, chin, brows) read up to 5 on a calm face with glasses or a long chin.
+RESTLESS = 2.0
+RESTLESS_AUS = ("AU12", "AU25")
+
+
+def restless(neutral: np.ndarray) -> dict[str, float]:
+    """{AU name: intensity} of the smile (AU12) and the lips' parting (AU25) that a clip's ``neutral`` (478, 3)
+    pose-normalised shows at ``RESTLESS`` or more against a typical resting face; empty for a face at rest.
+
+    The clip's expressions are measured from its neutral, so whatever the neutral shows passes for rest: a face
+    that smiles at its calmest keeps that smile under a driver at rest, and a driver that does passes on none
+    of its smile."""
+    aus = au_intensities(np.asarray(neutral)[None], np.asarray(neutral), population_neutral=True)[0]
+    return {name: round(float(aus[AU_NAMES.index(name)]), 2) for name in RESTLESS_AUS
+            if aus[AU_NAMES.index(name)] >= RESTLESS}

@@ -23,6 +23,7 @@ from .aushape import AUShapeModel
 from .compose import paste
 from .config import RetargetConfig, generator_settings
 from .errors import RetargetError
+from .expression import restless
 from .face import FaceChoice, NoFaceThere, face_box, track_frames
 from .generators import FaceEdit, GeneratedFace, Generator, make_generator
 from .motion import DriveMotion, envelope, from_clip, from_curves, from_edit
@@ -78,12 +79,15 @@ def run(drive: Path, target: Path, output: Path, config: RetargetConfig, preview
         del drive_track, target_track  # the smoothed copies in the analyses are all that is needed now
         # an edited target video: each shot on its own neutral (perhaps another person's face)
         shots = shot_analyses(target_clip, config.target_neutral) if len(target_clip.track.cuts) else None
-    return _plan_render_report(inputs, motion, target_clip, config, progress, timings, shots=shots)
+        notes = neutral_notes(inputs, motion if inputs.drive is not None else None, first_shot(target_clip, shots),
+                              config)
+    return _plan_render_report(inputs, motion, target_clip, config, progress, timings, shots=shots, notes=notes)
 
 
 def _plan_render_report(inputs: Inputs, motion: DriveMotion, target_clip: ClipAnalysis, config: RetargetConfig,
                         progress: Progress, timings: StageTimes, image_output: bool = False,
-                        shots: list[tuple[int, ClipAnalysis | None]] | None = None) -> RetargetResult:
+                        shots: list[tuple[int, ClipAnalysis | None]] | None = None,
+                        notes: tuple[str, ...] = ()) -> RetargetResult:
     # 4. plan every output frame: transfer, gains, smoothing, timing
     with _timed(timings, "plan"):
         if shots is not None:
@@ -101,14 +105,43 @@ def _plan_render_report(inputs: Inputs, motion: DriveMotion, target_clip: ClipAn
     else:
         written = render(inputs, plan, generator, config, progress, timings, _output_timing(inputs, motion))
     # 6. report: the resolved configuration and the AU trajectories used, next to the output
-    sidecar = write_report(inputs, config, plan, motion, target_clip, timings, shots)
+    sidecar = write_report(inputs, config, plan, motion, target_clip, timings, shots, notes)
     return RetargetResult(
         output=inputs.output, frames_written=written,
         drive_frames_without_face=int((~motion.found).sum()),
         target_frames_without_face=int((~target_clip.track.found).sum()),
         drive_neutral_time=motion.neutral_time, target_neutral_time=first_shot(target_clip, shots).neutral_time,
-        timings=dict(timings.seconds), config_path=sidecar,
+        timings=dict(timings.seconds), config_path=sidecar, notes=notes,
     )
+
+
+_RESTLESS_WORDS = {"AU12": "smiles", "AU25": "parts its lips"}
+
+
+def _restless_note(role: str, time: float, shown: dict[str, float], flag: str, consequence: str) -> str:
+    what = " and ".join(_RESTLESS_WORDS[name] for name in shown)
+    values = ", ".join(f"{name} {value:.1f}" for name, value in shown.items())
+    return (f"the {role}'s calmest frame ({time:.2f} s) still {what} ({values} against a typical resting face), "
+            f"so {consequence}; if its face rests elsewhere, pass {flag} SECONDS")
+
+
+def neutral_notes(inputs: Inputs, drive: DriveMotion | None, target: ClipAnalysis,
+                  config: RetargetConfig) -> tuple[str, ...]:
+    """Notes for the user where a video's automatically picked neutral is not at rest (``expression.restless``):
+    a target that smiles at its calmest keeps that smile where the driver rests, and a driver's smile at its
+    calmest passes for rest. Not for a still target (a portrait is its own neutral) nor a neutral set by flag."""
+    notes = []
+    if drive is not None and config.drive_neutral is None:
+        shown = restless(drive.neutral)
+        if shown:
+            notes.append(_restless_note("driver", drive.neutral_time, shown, "--drive-neutral",
+                                        "that much of its expressions is not transferred"))
+    if not inputs.target.is_still and config.target_neutral is None:
+        shown = restless(target.expression.neutral)
+        if shown:
+            notes.append(_restless_note("target", target.neutral_time, shown, "--target-neutral",
+                                        "it keeps that expression where the driver rests"))
+    return tuple(notes)
 
 
 def _output_timing(inputs: Inputs, motion: DriveMotion) -> OutputTiming:
@@ -684,7 +717,7 @@ def _shots_report(clip: ClipAnalysis, shots: list[tuple[int, ClipAnalysis | None
 
 def write_report(inputs: Inputs, config: RetargetConfig, plan: RenderPlan, drive: DriveMotion,
                  target: ClipAnalysis, timings: StageTimes,
-                 shots: list[tuple[int, ClipAnalysis | None]] | None = None) -> Path:
+                 shots: list[tuple[int, ClipAnalysis | None]] | None = None, notes: tuple[str, ...] = ()) -> Path:
     """The resolved configuration and per-frame AU trajectories, written atomically beside the output. For a
     target cut into shots, the neutral times are the first shot's with a face; ``target_shots`` has each's."""
     path = report_path(inputs.output)
@@ -697,6 +730,7 @@ def write_report(inputs: Inputs, config: RetargetConfig, plan: RenderPlan, drive
         "drive_frames_without_face": int((~drive.found).sum()),
         "target_frames_without_face": int((~whole.track.found).sum()),
         "target_shots": _shots_report(whole, shots),
+        "notes": list(notes),
         "drive_face": _face_report(config.drive_face, drive.times, drive.landmarks, drive.found),
         "target_face": _face_report(config.target_face, whole.track.times, whole.track.landmarks,
                                     whole.track.found),

@@ -124,3 +124,4 @@ class RetargetResult:
     target_neutral_time: float
     timings: dict[str, float]  # stage -> seconds
     config_path: Path | None  # the resolved configuration and AU trajectories written next to the output
+    notes: tuple[str, ...] = ()  # what the user should know about the result (e.g. a neutral not at rest)

@@ -389,4 +389,29 @@ def test_report_records_config_and_aus(d18_on_s18: retarget.RetargetResult, d18:
     for role in ("drive", "target"):  # the brows' and eyes' neutral, each a time within the clip
         assert 0.0 <= report[f"{role}_neutral_upper_time"] <= 9.5
     assert set(report["timings_seconds"]) >= {"track", "analyse", "plan", "generate"}
+    assert report["notes"] == [] and d18_on_s18.notes == ()  # both faces rest at their calmest
     assert not list(path.parent.glob(".*part*"))  # no temporary files left behind
+
+
+# ------------------------------------------------------------------------------- a neutral that is not at rest
+
+
+def test_a_target_that_never_rests_gets_a_note(d18: Path, out_dir: Path, capsys: pytest.CaptureFixture) -> None:
+    """`vid_lp_s29` laughs throughout: its calmest frame still smiles with parted lips, so the driver's
+    expressions land on that smile. The user is told so, on stderr and in the report, with the flag that sets
+    another neutral; set by that flag, the note goes."""
+    from retarget.cli import main
+
+    s29 = media_file("vid_lp_s29.mp4")
+    out = out_dir / "d18_s29.mp4"
+    assert main([str(d18), str(s29), "-o", str(out), "--preset", "fast", "--max-size", "360", "-q"]) == 0
+    assert "note:" not in capsys.readouterr().err  # -q: quiet
+    assert main([str(d18), str(s29), "-o", str(out), "--preset", "fast", "--max-size", "360"]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("retarget: note: ")]
+    assert len(notes) == 1
+    assert "the target's calmest frame" in notes[0] and "smiles" in notes[0] and "--target-neutral" in notes[0]
+    report = json.loads(out.with_name("d18_s29.retarget.json").read_text())
+    assert report["notes"] == [notes[0].removeprefix("retarget: note: ")]
+    chosen = retarget.retarget(d18, s29, out_dir / "d18_s29_neutral.mp4", preset="fast", max_size=360,
+                               target_neutral=0.4)
+    assert chosen.notes == ()

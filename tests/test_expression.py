@@ -8,7 +8,7 @@ from _helpers import close_eyes, open_mouth, raise_corners
 
 from retarget import landmarks as lm
 from retarget.analysis import analyse_clip
-from retarget.expression import analyse, au_intensities, eye_opening, pick_neutral, raw_measures
+from retarget.expression import analyse, au_intensities, eye_opening, pick_neutral, raw_measures, restless
 from retarget.types import AU_NAMES, Track
 
 AU = {name: k for k, name in enumerate(AU_NAMES)}
@@ -110,6 +110,21 @@ def test_analyse_population_neutral_changes_only_the_aus(astronaut_neutral: np.n
     assert population.neutral_index == own.neutral_index
     np.testing.assert_array_equal(population.neutral, own.neutral)
     assert not np.allclose(population.aus, own.aus)
+
+
+def test_a_smiling_neutral_is_restless_and_a_calm_one_is_not(astronaut_neutral: np.ndarray) -> None:
+    """The astronaut smiles broadly with parted lips: as a clip's neutral, that smile would pass for rest. The same
+    face with the smile and the parting taken out by the AU-to-shape model reads at rest."""
+    from retarget.aushape import AUShapeModel
+
+    shown = restless(astronaut_neutral)
+    assert set(shown) == {"AU12", "AU25"} and shown["AU12"] > 3.0 and shown["AU25"] >= 2.0
+    model = AUShapeModel.build(astronaut_neutral)
+    weights = np.zeros((1, len(AU_NAMES)))
+    for name, amount in (("AU12", -4.0), ("AU20", -4.0), ("AU25", -2.5)):
+        weights[0, AU[name]] = amount / model.response[AU[name], AU[name]]
+    calm = astronaut_neutral + model.displacement(weights)[0]
+    assert restless(calm) == {}
 
 
 def test_aus_are_clipped_to_0_5(astronaut_neutral: np.ndarray) -> None:
