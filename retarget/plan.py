@@ -67,7 +67,9 @@ def build_plan(drive: DriveMotion, target: ClipAnalysis, still_target: bool, con
         out_times = d_times.copy() if still_target else target.track.times.copy()
     t_expr = target.expression
     t_index = np.zeros(len(out_times), int) if still_target else np.arange(len(out_times))
-    current = np.where(t_expr.found[t_index, None, None], t_expr.normalised[t_index], t_expr.neutral).astype(np.float32)
+    own = t_expr.normalised[t_index] if still_target else t_expr.normalised[:len(out_times)]  # a view: no copy
+    current = np.where(t_expr.found[t_index, None, None], own, t_expr.neutral).astype(np.float32, copy=False)
+    del own
     # 1. the driver's expression at each output time, easing to neutral where its face is lost or it has ended
     at, disp, drive_aus = drive_expression(drive, out_times, config)
     # 2. transfer to the target's proportions, on the target's neutral, with the region and AU gains
@@ -80,8 +82,7 @@ def build_plan(drive: DriveMotion, target: ClipAnalysis, still_target: bool, con
         opens = ((own < EYE_OPEN) & (wanted > own)).any(1)
         lender = eye_references(current, t_expr.neutral, t_expr.found, out_times, config.eye_borrow, eyes_ahead)
         eye_reference = np.where(opens & (lender >= 0), lender, -1)
-        shapes = np.where((eye_reference >= 0)[:, None, None], shapes,
-                          keep_own_closures(shapes, current, t_expr.neutral))
+        keep_own_closures(shapes, current, t_expr.neutral, skip=eye_reference >= 0, inplace=True)
     # 3. into the frame: the change on the target's own landmarks, or for a still the driver's head motion too
     landmarks = target.track.landmarks
     if still_target:
@@ -92,12 +93,17 @@ def build_plan(drive: DriveMotion, target: ClipAnalysis, still_target: bool, con
         weight = np.ones(len(out_times))
     else:
         p = target.pose
-        destination = landmarks + p.scale[:, None, None] * (shapes - current) @ np.transpose(p.rotation, (0, 2, 1))
+        # float32 and in place: each (T, 478, 3) array of a long clip is made once (README, very long clips)
+        change = np.subtract(shapes, current, dtype=np.float32)
+        destination = np.matmul(change, np.transpose(p.rotation, (0, 2, 1)).astype(np.float32))
+        del change
+        destination *= p.scale.astype(np.float32)[:, None, None]
+        destination += landmarks
         source = landmarks
         weight = gap_weights(t_expr.found, out_times, config.gap_blend)
     output_aus = au_intensities(shapes, t_expr.neutral)
     return RenderPlan(
-        times=out_times, source=source, destination=destination.astype(np.float32), weight=weight,
+        times=out_times, source=source, destination=destination.astype(np.float32, copy=False), weight=weight,
         drive_index=nearest_index(d_times, at), drive_aus=drive_aus,
         output_aus=output_aus, relative_aus=output_aus - au_intensities(current, t_expr.neutral),
         drive_landmarks=drive.landmarks, eye_reference=eye_reference,
@@ -160,6 +166,7 @@ def transfer_with_gains(disp: np.ndarray, drive_neutral: np.ndarray, target_neut
     per_landmark = landmark_gains(region_weights(drive_neutral), regions) * config.intensity
     scaled = disp * per_landmark[None, :, None].astype(np.float32)
     shapes = transfer(scaled, drive_neutral, target_neutral, region_scales(drive_neutral, target_neutral))
+    del scaled
     extra = (au_gain - 1.0) * np.array([regions[AU_REGION[a]] for a in AU_NAMES]) * config.intensity
     if np.any(extra != 0):
         model = AUShapeModel.build(target_neutral)
@@ -168,7 +175,7 @@ def transfer_with_gains(disp: np.ndarray, drive_neutral: np.ndarray, target_neut
     kept = landmark_gains(weights, {r: float(g == 0) for r, g in regions.items()})
     if np.any(kept > 0):
         shapes = kept[None, :, None] * current + (1 - kept[None, :, None]) * shapes
-    return shapes.astype(np.float32)
+    return shapes.astype(np.float32, copy=False)
 
 
 def resolve_gains(config: RetargetConfig) -> tuple[dict[str, float], np.ndarray]:
@@ -198,21 +205,23 @@ EYE_STRETCH = 1.5
 EYE_SHUT = 0.25
 
 
-def keep_own_closures(shapes: np.ndarray, current: np.ndarray, neutral: np.ndarray) -> np.ndarray:
+def keep_own_closures(shapes: np.ndarray, current: np.ndarray, neutral: np.ndarray,
+                      skip: np.ndarray | None = None, inplace: bool = False) -> np.ndarray:
     """Open the target's eyes no further than the warp can: lids (T, 478, 3) of ``shapes`` that open an eye more
     than ``EYE_STRETCH`` times its own opening in ``current`` (T, 478, 3) are moved back towards its own lids.
 
     A warp cannot open an eye that is closed in the target frame (there is no eyeball to show), so the target's
     own blinks stay and the driver's are added. A narrowed eye opens as far as its visible eyeball stretches
     well. ``neutral`` (478, 3) is the target's neutral, whose opening tells a narrowed eye from a shut one.
+    Frames where ``skip`` (T,) bool is set are left as they are; with ``inplace`` ``shapes`` itself is changed.
     """
-    out = shapes.copy()
+    out = shapes if inplace else shapes.copy()
     owns, news = eye_openings(current, neutral), eye_openings(shapes, neutral)  # (T, 2) shares of the neutral's
     for k, pairs in enumerate((lm.RIGHT_LID_PAIRS, lm.LEFT_LID_PAIRS)):
         own, new = owns[:, k], news[:, k]
         awake = np.clip((own - EYE_SHUT) / EYE_SHUT, 0.0, 1.0)  # 0: shut, 1: open enough to stretch fully
         allowed = np.maximum(own, 0.0) * (1.0 + (EYE_STRETCH - 1.0) * awake)
-        limited = np.flatnonzero(new > allowed)
+        limited = np.flatnonzero((new > allowed) & (True if skip is None else ~skip))
         share = np.clip((allowed[limited] - own[limited]) / (new[limited] - own[limited]), 0.0, 1.0)
         idx = pairs.ravel()
         kept = current[limited][:, idx]

@@ -23,9 +23,16 @@ def sample(values: np.ndarray, times: np.ndarray, at: np.ndarray) -> np.ndarray:
     pos = np.interp(at, times, np.arange(len(times)))
     lo = np.floor(pos).astype(int)
     hi = np.minimum(lo + 1, len(times) - 1)
-    frac = (pos - lo)[:, None]
-    out = flat[lo] * (1 - frac) + flat[hi] * frac
-    return out.reshape((len(at),) + values.shape[1:]).astype(values.dtype)
+    frac = (pos - lo)[:, None].astype(values.dtype if values.dtype.kind == "f" else np.float64)
+    # in the values' own precision and in place: a long clip's (N, 478, 3) float64 temporaries were several
+    # hundred MiB (README, very long clips)
+    out = flat[lo].astype(frac.dtype, copy=False)  # indexing made a copy already
+    out *= 1 - frac
+    upper = flat[hi].astype(frac.dtype, copy=False)
+    upper *= frac
+    out += upper
+    del upper
+    return out.reshape((len(at),) + values.shape[1:]).astype(values.dtype, copy=False)
 
 
 def nearest_index(times: np.ndarray, at: np.ndarray) -> np.ndarray:

@@ -78,13 +78,15 @@ def eye_closure(shapes: np.ndarray, neutral: np.ndarray) -> np.ndarray:
     return np.stack(out, 1)
 
 
-def apply_closure(shapes: np.ndarray, closure: np.ndarray, target_neutral: np.ndarray) -> np.ndarray:
+def apply_closure(shapes: np.ndarray, closure: np.ndarray, target_neutral: np.ndarray,
+                  inplace: bool = False) -> np.ndarray:
     """Set each closing eye's lid gap to ``(1 - calibrated closure)`` of the target's neutral gap.
 
     Args:
-        shapes: (T, 478, 3) transferred shapes; closure: (T, 2) the driver's measured closure.
+        shapes: (T, 478, 3) transferred shapes (changed in place with ``inplace``); closure: (T, 2) the driver's
+            measured closure.
     """
-    out = shapes.copy()
+    out = shapes if inplace else shapes.copy()
     calibrated = np.clip((closure - CLOSURE_NOISE) / (CLOSURE_SHUT - CLOSURE_NOISE), 0.0, 1.0)
     for k, pairs in enumerate((lm.RIGHT_LID_PAIRS, lm.LEFT_LID_PAIRS)):
         closing = closure[:, k] > CLOSURE_NOISE
@@ -183,7 +185,10 @@ def transfer(drive_displacement: np.ndarray, drive_neutral: np.ndarray, target_n
         (T, 478, 3) float32 target shapes: the driver's local deformations on the target's triangles; a
         closing eye closes by the driver's calibrated closure, and eyelids never cross.
     """
-    anchors = target_neutral[None] + intensity * drive_displacement * scales[None]
+    # float32 whole-clip arrays, each made once: a long clip's (T, 478, 3) float64 temporaries were the job's
+    # largest allocations (README, very long clips); the solve itself runs in float64 a chunk at a time
+    anchors = drive_displacement.astype(np.float32, copy=False) * (intensity * scales).astype(np.float32)[None]
+    anchors += target_neutral.astype(np.float32)[None]
     deform = DeformationTransfer(drive_neutral, target_neutral)
     shapes = np.empty_like(anchors)
     for start in range(0, len(anchors), chunk):  # bounded memory for long clips
@@ -192,14 +197,18 @@ def transfer(drive_displacement: np.ndarray, drive_neutral: np.ndarray, target_n
     # the eyes are holes in the mesh: lids and irises move as the displacement transfer says, and closing
     # lids are then set from the calibrated closure
     shapes[:, _EYES] = anchors[:, _EYES]
-    closure = intensity * eye_closure(drive_neutral[None] + drive_displacement, drive_neutral)
-    shapes = apply_closure(shapes, closure, target_neutral)
-    return uncross_lids(shapes).astype(np.float32)
+    del anchors
+    closure = intensity * np.concatenate([
+        eye_closure(drive_neutral[None] + drive_displacement[start:start + chunk], drive_neutral)
+        for start in range(0, len(shapes), chunk)]) if len(shapes) else np.zeros((0, 2))
+    apply_closure(shapes, closure, target_neutral, inplace=True)
+    return uncross_lids(shapes, inplace=True)
 
 
-def uncross_lids(shapes: np.ndarray) -> np.ndarray:
-    """Where an upper lid point would pass below its lower partner, put both on their midpoint (closed)."""
-    out = shapes.copy()
+def uncross_lids(shapes: np.ndarray, inplace: bool = False) -> np.ndarray:
+    """Where an upper lid point would pass below its lower partner, put both on their midpoint (closed); in
+    ``shapes`` (T, 478, 3) itself with ``inplace``."""
+    out = shapes if inplace else shapes.copy()
     for pairs in (lm.RIGHT_LID_PAIRS, lm.LEFT_LID_PAIRS):
         up, lo = out[:, pairs[:, 0], 1], out[:, pairs[:, 1], 1]
         crossed = up > lo
