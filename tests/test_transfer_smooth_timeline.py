@@ -107,6 +107,9 @@ def test_uncross_lids(astronaut_neutral: np.ndarray) -> None:
     before = shapes.copy()
     out = uncross_lids(shapes)
     np.testing.assert_array_equal(shapes, before)  # input untouched
+    inplace = before.copy()
+    assert uncross_lids(inplace, inplace=True) is inplace  # the transfer's way: no whole-clip copy
+    np.testing.assert_array_equal(inplace, out)
     mid = (before[1, up, 1] + before[1, lo, 1]) / 2
     assert out[1, up, 1] == pytest.approx(mid) and out[1, lo, 1] == pytest.approx(mid)
     # everything else is unchanged, including the other frame and the uncrossed pairs
@@ -272,6 +275,23 @@ def test_keep_own_closures(astronaut_neutral: np.ndarray) -> None:
     np.testing.assert_array_equal(out[0], neutral)
     np.testing.assert_array_equal(out[1], keep_lids(neutral, own_blink))  # the target's own blink stays
     np.testing.assert_array_equal(out[2], transferred[2])  # the driver's blink is added
+    # the plan's way, without a whole-clip copy: in place, leaving the frames that borrow an eye as they are
+    skipped = transferred.copy()
+    same = keep_own_closures(skipped, current, neutral, skip=np.array([False, True, False]), inplace=True)
+    assert same is skipped
+    np.testing.assert_array_equal(skipped[1], transferred[1])  # skipped: the driver's open eye stays
+    np.testing.assert_array_equal(skipped[[0, 2]], out[[0, 2]])
+
+
+def test_sampling_float32_landmarks_matches_float64() -> None:
+    """``sample`` interpolates float32 landmarks in float32 (a long clip's (N, 478, 3) float64 copies were
+    hundreds of MiB): the result is float32 and within 1e-4 px of the float64 interpolation, edges held."""
+    rng = np.random.default_rng(3)
+    values = rng.normal(size=(40, 478, 3)).astype(np.float32) * 100
+    times, at = np.arange(40) / 25.0, np.linspace(-0.1, 1.7, 97)
+    got = sample(values, times, at)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, sample(values.astype(np.float64), times, at), rtol=0, atol=1e-4)
 
 
 def eye_opened(neutral: np.ndarray, share: float) -> np.ndarray:
