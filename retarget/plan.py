@@ -67,9 +67,9 @@ def build_plan(drive: DriveMotion, target: ClipAnalysis, still_target: bool, con
         out_times = d_times.copy() if still_target else target.track.times.copy()
     t_expr = target.expression
     t_index = np.zeros(len(out_times), int) if still_target else np.arange(len(out_times))
-    own = t_expr.normalised[t_index] if still_target else t_expr.normalised[:len(out_times)]  # a view: no copy
-    current = np.where(t_expr.found[t_index, None, None], own, t_expr.neutral).astype(np.float32, copy=False)
-    del own
+    seen = t_expr.normalised[t_index] if still_target else t_expr.normalised[:len(out_times)]  # a view: no copy
+    current = np.where(t_expr.found[t_index, None, None], seen, t_expr.neutral).astype(np.float32, copy=False)
+    del seen
     # 1. the driver's expression at each output time, easing to neutral where its face is lost or it has ended
     at, disp, drive_aus = drive_expression(drive, out_times, config)
     # 2. transfer to the target's proportions, on the target's neutral, with the region and AU gains

@@ -191,16 +191,16 @@ def transfer(drive_displacement: np.ndarray, drive_neutral: np.ndarray, target_n
     anchors += target_neutral.astype(np.float32)[None]
     deform = DeformationTransfer(drive_neutral, target_neutral)
     shapes = np.empty_like(anchors)
+    closure = np.zeros((len(anchors), 2), np.result_type(drive_neutral, drive_displacement))
     for start in range(0, len(anchors), chunk):  # bounded memory for long clips
         part = slice(start, start + chunk)
-        shapes[part] = deform(drive_neutral[None] + drive_displacement[part], anchors[part], intensity)
+        driven = drive_neutral[None] + drive_displacement[part]
+        shapes[part] = deform(driven, anchors[part], intensity)
+        closure[part] = intensity * eye_closure(driven, drive_neutral)
     # the eyes are holes in the mesh: lids and irises move as the displacement transfer says, and closing
     # lids are then set from the calibrated closure
     shapes[:, _EYES] = anchors[:, _EYES]
     del anchors
-    closure = intensity * np.concatenate([
-        eye_closure(drive_neutral[None] + drive_displacement[start:start + chunk], drive_neutral)
-        for start in range(0, len(shapes), chunk)]) if len(shapes) else np.zeros((0, 2))
     apply_closure(shapes, closure, target_neutral, inplace=True)
     return uncross_lids(shapes, inplace=True)
 
