@@ -33,7 +33,9 @@ class HeadMotion:
 @dataclass
 class DriveMotion:
     times: np.ndarray  # (T,) seconds
-    normalised: np.ndarray  # (T, 478, 3) float32 pose-normalised shapes (ignored where not found)
+    # (T, 478, 3) float32 pose-normalised shapes (ignored where not found); None once the main job has planned
+    # its frames (``pipeline.release_normalised``)
+    normalised: np.ndarray | None
     neutral: np.ndarray  # (478, 3) the neutral the shapes are relative to
     found: np.ndarray  # (T,) bool
     end: float  # seconds: when the motion ends (the last frame's time plus its duration)

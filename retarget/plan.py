@@ -33,7 +33,7 @@ from .transfer import (
     transfer,
     uncross_lids,
 )
-from .types import AU_NAMES, N_LANDMARKS
+from .types import AU_NAMES, N_LANDMARKS, Track
 
 
 @dataclass
@@ -122,30 +122,40 @@ def drive_expression(drive: DriveMotion, out_times: np.ndarray,
     return at, disp, au_intensities(drive.neutral[None] + disp, drive.neutral)
 
 
-def build_shot_plan(drive: DriveMotion, shots: list[tuple[int, ClipAnalysis | None]], times: np.ndarray,
+def build_shot_plan(drive: DriveMotion, shots: list[tuple[int, ClipAnalysis | None]], track: Track,
                     config: RetargetConfig) -> RenderPlan:
-    """The plan of a target video cut into shots (``analysis.shot_analyses``; ``times`` (T,) all its frames'):
-    each shot planned as a clip of its own, on its own neutral, with open eyes and gap blends from within it. A
-    later shot's first frames take no open eye from after them (only the video's start reads frames ahead). A
-    shot without a face passes through."""
+    """The plan of a target video cut into shots (``analysis.shot_analyses``; ``track``: the whole video's
+    smoothed track, whose views the shots hold): each shot planned as a clip of its own, on its own neutral,
+    with open eyes and gap blends from within it. A later shot's first frames take no open eye from after them
+    (only the video's start reads frames ahead). A shot without a face passes through.
+
+    The whole track's landmarks are the plan's ``source`` as they are (a shot's are a view of them, and NaN
+    where a shot has no face), and each shot's destination goes straight into one (T, 478, 3) array: a long
+    clip's plan holds no second copy of either.
+    """
+    times = track.times
     stops = [start for start, _ in shots[1:]] + [len(times)]
+    destination = np.full((len(times), N_LANDMARKS, 3), np.nan, np.float32)
     parts = []
     for (start, clip), stop in zip(shots, stops):
         if clip is None:
-            parts.append(_passing_plan(drive, times[start:stop], config))
-            continue
-        part = build_plan(drive, clip, False, config, eyes_ahead=start == 0)
-        part.eye_reference = np.where(part.eye_reference >= 0, part.eye_reference + start, -1)
+            part = _passing_plan(drive, times[start:stop], config)
+        else:
+            part = build_plan(drive, clip, False, config, eyes_ahead=start == 0)
+            part.eye_reference = np.where(part.eye_reference >= 0, part.eye_reference + start, -1)
+            destination[start:stop] = part.destination
+        part.source = part.destination = None  # (T_shot, 478, 3) each: kept once, above
         parts.append(part)
     per_frame = {f.name: np.concatenate([getattr(p, f.name) for p in parts])
-                 for f in fields(RenderPlan) if f.name != "drive_landmarks"}
-    return RenderPlan(**per_frame, drive_landmarks=drive.landmarks)
+                 for f in fields(RenderPlan) if f.name not in ("drive_landmarks", "source", "destination")}
+    return RenderPlan(**per_frame, source=track.landmarks, destination=destination,
+                      drive_landmarks=drive.landmarks)
 
 
 def _passing_plan(drive: DriveMotion, times: np.ndarray, config: RetargetConfig) -> RenderPlan:
     """A shot without the target's face: its frames pass through unchanged (weight 0)."""
     at, _, drive_aus = drive_expression(drive, times, config)
-    lost = np.full((len(times), N_LANDMARKS, 3), np.nan, np.float32)
+    lost = np.broadcast_to(np.float32(np.nan), (len(times), N_LANDMARKS, 3))  # a read-only view, not T copies
     none = np.zeros_like(drive_aus)
     return RenderPlan(times=times, source=lost, destination=lost, weight=np.zeros(len(times)),
                       drive_index=nearest_index(drive.times, at), drive_aus=drive_aus, output_aus=none,

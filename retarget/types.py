@@ -86,7 +86,9 @@ class HeadPose:
 class Expression:
     """AU-related features of one clip, each relative to the person's own neutral reference."""
 
-    normalised: np.ndarray  # (T, 478, 3) pose-normalised landmarks (unit: the face's rigid-set RMS radius)
+    # (T, 478, 3) pose-normalised landmarks (unit: the face's rigid-set RMS radius); None once the main job has
+    # planned its frames (``pipeline.release_normalised``)
+    normalised: np.ndarray | None
     neutral: np.ndarray  # (478, 3) pose-normalised neutral reference shape
     neutral_index: int  # the frame the neutral reference's mouth was taken around
     aus: np.ndarray  # (T, 17) float32 intensities 0-5 in AU_NAMES order

@@ -8,7 +8,15 @@ import numpy as np
 from test_video import make_clip
 
 from retarget.generators.base import FaceEdit, GeneratedFace
-from retarget.pipeline import EyeLenders, _finish_frame, _generate_face, _paste_face, lenders_ahead, read_lenders_ahead
+from retarget.pipeline import (
+    EyeLenders,
+    _finish_frame,
+    _generate_face,
+    _paste_face,
+    _write_json,
+    lenders_ahead,
+    read_lenders_ahead,
+)
 from retarget.plan import RenderPlan
 from retarget.types import AU_NAMES, Frame
 
@@ -107,3 +115,29 @@ def test_eye_lenders_hand_out_earlier_frames_and_frames_read_ahead(tmp_path: Pat
     assert lent[0] is not None and abs(lent[0] - 60) < 3 and lent[1] == lent[0]
     assert lent[2:5] == [None] * 3 and lent[5] == lent[6] == 120 and lent[7] is None
     assert read_lenders_ahead(clip, []) == {}
+
+
+def test_the_report_is_written_item_by_item_and_never_half(tmp_path: Path) -> None:
+    import json
+
+    path = tmp_path / "out.retarget.json"
+    head = {"config": {"crf": 21}, "notes": []}
+    _write_json(path, head, "frames", ({"time": t / 30, "aus": [0.5, float(t)]} for t in range(3)))
+    assert json.loads(path.read_text()) == {**head, "frames": [{"time": t / 30, "aus": [0.5, float(t)]}
+                                                               for t in range(3)]}
+    lines = path.read_text().splitlines()
+    assert [json.loads(line.rstrip(",")) for line in lines[-5:-2]] == [{"time": t / 30, "aus": [0.5, float(t)]}
+                                                                       for t in range(3)]  # a line a frame
+
+    def failing():
+        yield {"time": 0.0}
+        raise RuntimeError("interrupted")
+
+    try:
+        _write_json(path, head, "frames", failing())
+    except RuntimeError:
+        pass
+    else:
+        raise AssertionError("the error must reach the caller")
+    assert json.loads(path.read_text())["frames"][2]["aus"] == [0.5, 2.0]  # the earlier report stays
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.retarget.json"]  # no partial file left

@@ -180,13 +180,31 @@ def test_each_shot_keeps_its_own_face(astronaut_landmarks):
     assert [start for start, _ in shots] == [0, 30]
     config = RetargetConfig()
     drive = _still_driver(first)
-    plan = build_shot_plan(drive, shots, clip.track.times, config)
+    plan = build_shot_plan(drive, shots, clip.track, config)
     # a driver without expression leaves both people as they are
     assert np.abs(plan.destination - plan.source).max() < 0.5
     assert np.allclose(plan.weight, 1.0)
     # one neutral for the whole clip would give the second person the first one's face shape
     whole = build_plan(drive, clip, False, config)
     assert np.abs(whole.destination[30:] - whole.source[30:]).max() > 4
+
+
+def test_a_shot_plan_holds_one_copy_of_the_landmarks_and_each_shot_as_planned_alone(astronaut_landmarks):
+    first = np.asarray(astronaut_landmarks, np.float32)
+    track = _two_shot_track(first, _elsewhere(_other_person(first)))
+    track.found[35:40] = False  # a gap inside the second shot
+    track.landmarks[35:40] = np.nan
+    clip = analyse_clip(track, FPS, None, 0.2, 0.33)
+    shots = shot_analyses(clip, None)
+    drive, config = _talking_driver(first), RetargetConfig()
+    plan = build_shot_plan(drive, shots, clip.track, config)
+    assert plan.source is clip.track.landmarks  # the whole track as it is, not a concatenated copy
+    for (start, shot), stop in zip(shots, [30, 60]):
+        alone = build_plan(drive, shot, False, config, eyes_ahead=start == 0)
+        assert np.array_equal(plan.source[start:stop], alone.source, equal_nan=True)
+        assert np.array_equal(plan.destination[start:stop], alone.destination, equal_nan=True)
+        assert np.array_equal(plan.weight[start:stop], alone.weight)
+    assert np.isnan(plan.destination[35:40]).all() and not np.isnan(plan.destination[:35]).any()
 
 
 def _talking_driver(points: np.ndarray, n: int = 60, cut: int | None = None,
@@ -242,7 +260,7 @@ def test_a_shot_without_a_face_passes_through(astronaut_landmarks):
     clip = analyse_clip(track, FPS, None, 0.2, 0.33)
     shots = shot_analyses(clip, None)
     assert shots[1] == (30, None)
-    plan = build_shot_plan(_still_driver(first), shots, clip.track.times, RetargetConfig())
+    plan = build_shot_plan(_still_driver(first), shots, clip.track, RetargetConfig())
     assert len(plan) == 60 and np.all(plan.weight[30:] == 0) and np.all(plan.weight[:30] == 1)
 
 
