@@ -116,6 +116,9 @@ def _regions(text: str | None) -> list[str] | None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    from .heap import limit_arenas
+
+    limit_arenas()  # the command line owns its process: its threads share two heaps (README, speed and memory)
     if argv and argv[0] == "eval":
         return eval_main(argv[1:])
     if argv and argv[0] == "analyze":

@@ -6,7 +6,6 @@ landmarks (478 x 3 floats a frame) are kept for the whole clip, which is what ze
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import threading
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import heap
 from .analysis import ClipAnalysis, analyse_clip, first_shot, shot_analyses
 from .aushape import AUShapeModel
 from .compose import paste
@@ -101,7 +101,7 @@ def _plan_render_report(inputs: Inputs, motion: DriveMotion, target_clip: ClipAn
         generator = make_generator(config.generator, **settings)
         generator.prepare(target_clip.expression.neutral)
         release_normalised(motion, target_clip, shots)
-        return_freed_memory()  # the plan's whole-clip temporaries, before the render's frames take their place
+        heap.trim()  # the plan's whole-clip temporaries, before the render's frames take their place
     # 5. render: decode, generate, paste back, encode with the audio
     if image_output:
         written = render_image(inputs, plan, generator, config, timings)
@@ -130,20 +130,6 @@ def release_normalised(motion: DriveMotion, target: ClipAnalysis,
     motion.normalised = None
     for clip in [target] + [shot for _, shot in shots or [] if shot is not None]:
         clip.expression.normalised = None
-
-
-def return_freed_memory() -> None:
-    """Hand the free pages inside the C heap back to the system (glibc's ``malloc_trim``; nothing elsewhere).
-
-    glibc keeps freed memory for reuse. After a long clip's plan, its whole-clip temporaries (tens of MiB
-    for a few minutes of video) stayed in the process's resident memory under the render's own: on a 3-minute
-    target the peak fell from 510 to 462 MiB with this call (README, very long clips).
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc
-        pass
 
 
 def _restless_note(role: str, time: float, shown: dict[str, float], flag: str, consequence: str) -> str:
