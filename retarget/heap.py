@@ -24,7 +24,7 @@ def _glibc() -> ctypes.CDLL | None:
 def limit_arenas(count: int = 2) -> bool:
     """Let threads started from now on share ``count`` arenas (``mallopt(M_ARENA_MAX)``); whether it was set.
 
-    The main job's peak on the 720p benchmark clip: 377-382 MiB with glibc's default, 331-342 MiB with 2
+    The main job's peak on the 720p benchmark clip: 368-373 MiB with glibc's default, 324-334 MiB with 2
     arenas, at the same speed (three alternated rounds, README, speed and memory). Meant for a process the
     tool owns (the command line), as it changes the process's allocator.
     """
@@ -35,7 +35,7 @@ def limit_arenas(count: int = 2) -> bool:
 def trim() -> None:
     """Hand the free pages inside the heap back to the system (``malloc_trim``). After a long clip's plan, its
     whole-clip temporaries otherwise stay resident under the render's frames: on a 3-minute target the peak fell
-    from 510 to 462 MiB."""
+    from 510 to 462 MiB (the call added to a run from outside, with a garbage collection before it)."""
     libc = _glibc()
     if libc is not None:
         libc.malloc_trim(0)
