@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -112,6 +113,20 @@ def _au_name(name: str) -> str:
 
 def _regions(text: str | None) -> list[str] | None:
     return [r.strip().lower() for r in text.split(",") if r.strip()] if text else None
+
+
+def entry() -> None:
+    """The ``retarget`` command (console script and ``python -m retarget``): ``main``, then a quick exit.
+
+    Finalising the interpreter after the job (mediapipe's graphs, numba's compiler, every module torn down) took
+    0.2-0.4 s on the 720p benchmark; by the time ``main`` returns every file it wrote is closed, so only the
+    standard streams are flushed before ``os._exit``. An exception (argparse's usage exit included) leaves
+    through the normal exit.
+    """
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def main(argv: list[str] | None = None) -> int:
