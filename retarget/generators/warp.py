@@ -7,7 +7,8 @@
 2. Per frame the backward map (for each output pixel, where to read the input) is rasterised on a low-resolution
    grid: inside the mesh it is each destination triangle's affine map back to its source triangle; outside it is
    the mesh border's displacement, extended by normalised convolution and faded out with distance, so hair,
-   neck and background do not tear. The grid is upsampled and applied with ``cv2.remap``.
+   neck and background do not tear. The grid is upsampled and applied with ``cv2.remap``. The per-cell and
+   per-landmark loops (rasterising, untangling, the outline distances) run compiled by numba (``kernels``).
 3. When the mouth opens wider than in the target frame, the lips alone would be stretched over the gap. The
    driver's mouth interior (teeth, tongue, shadow) is mapped into the destination inner-lip outline by an
    affine fit on the inner-lip points, colour-matched to the target's brightness (and a share of its tint), and blended
@@ -51,7 +52,19 @@ class WarpGenerator:
         self.settings = settings or WarpSettings()
 
     def prepare(self, target_neutral: np.ndarray) -> None:
-        face_triangles()  # builds the cached mesh once, before the first frame
+        """Build the cached mesh and load (the first run after an install: compile) the compiled loops
+        (``kernels``), by warping a small face of ``target_neutral``'s shape (478, >=2, any scale) once, before
+        the first frame."""
+        face_triangles()
+        shape = np.asarray(target_neutral, np.float64)[:, :2]
+        size = face_size(shape)
+        if not (np.isfinite(shape).all() and size > 0):
+            return  # not a face's shape: the first frame loads them instead
+        source = ((shape - shape.mean(0)) * (100.0 / size) + 100.0).astype(np.float32)  # a 100-pixel face
+        source = np.concatenate([source, np.zeros((len(source), 1), np.float32)], 1)
+        destination = source + np.float32(0.5)
+        self.generate(FaceEdit(image=np.zeros((200, 200, 3), np.uint8), source=source, destination=destination,
+                               relative_aus=np.zeros(17, np.float32)))
 
     def generate(self, edit: FaceEdit) -> GeneratedFace:
         s = self.settings
@@ -267,101 +280,40 @@ def untangle(src: np.ndarray, dst: np.ndarray, iterations: int = 40, damping: fl
     fewest folded triangles (then the smallest folded area) is returned, so the result is never worse than
     the input; it stops after ``patience`` rounds without improvement. Eye and mouth fillers may collapse and
     are not checked; slivers under half a square pixel are ignored.
+
+    A folded triangle that a small move of one vertex mends (at most ``PUSH_LIMIT`` face sizes, less for the
+    slower inner lips) gets that move instead: the vertex crosses the opposite edge until the triangle has
+    ``PUSH_SHARE`` of its area at rest back. A sliver at the mouth corner folds under a jaw drop by a pixel or
+    two, and such a push mends it where relaxing towards the neighbours (dragged down with the lower lip)
+    folded it further. The rounds run compiled (``kernels.untangle_displacement``).
     """
+    from . import kernels
+
     tris = mesh_triangles()
     table, count = neighbour_table()
-    incidence = _incidence_table()
     ref = signed_areas(src, tris)
-    valid = np.abs(ref) > 1.0
     rate = np.full(len(src), damping)
     rate[lm.INNER_LIP_LOOP] = 0.3 * damping
     rate[_LIDS] = 0.0
     disp = (dst - src).astype(np.float64)
     push_limit = PUSH_LIMIT * float(np.ptp(src[lm.FACE_OVAL], axis=0).max())
     reach = float(np.linalg.norm(disp, axis=1).max())
-    now = signed_areas(src + disp, tris)
-    ref_sign = np.sign(ref)
-    best, best_score, stalled = disp.copy(), None, 0
-    moved = np.zeros(len(src), bool)
-    changed = np.zeros(len(tris) + 1, bool)  # the last slot takes the table's -1 padding
-    for _ in range(iterations):
-        folded = valid & (np.sign(now) != ref_sign)
-        score = (int(np.count_nonzero(folded)), float(np.abs(now[folded]).sum()))
-        if best_score is None or score < best_score:
-            best, best_score, stalled = disp.copy(), score, 0
-        else:
-            stalled += 1
-        if score[0] == 0 or stalled >= patience:
-            break
-        pushed, stuck = _unfolding_pushes(src + disp, tris[folded], ref[folded], rate, push_limit)
-        moved[:] = False
-        moved[stuck] = True
-        verts = np.flatnonzero(moved)  # sorted, unique
-        padding = (table.shape[1] - count[verts])[:, None]  # rows are padded with the vertex itself
-        mean = (disp[table[verts]].sum(1) - disp[verts] * padding) / count[verts][:, None]
-        disp[verts] += rate[verts, None] * (mean - disp[verts])
-        if len(pushed[0]):
-            np.add.at(disp, pushed[0], pushed[1])
-            # no farther than the edit moved any landmark (relaxing only ever averages displacements)
-            length = np.linalg.norm(disp[pushed[0]], axis=1, keepdims=True)
-            disp[pushed[0]] *= np.minimum(1.0, reach / np.maximum(length, 1e-9))
-            verts = np.union1d(verts, pushed[0])
-        changed[:] = False
-        changed[incidence[verts]] = True
-        touched = np.flatnonzero(changed[:-1])
-        now[touched] = signed_areas(src + disp, tris[touched])  # only triangles around moved vertices change
+    best = kernels.untangle_displacement(np.ascontiguousarray(src), disp, tris, ref, np.abs(ref) > 1.0, rate, table,
+                                         count.astype(np.int64), _incidence_table(), push_limit, reach, iterations,
+                                         patience, PUSH_SHARE)
     return (src + best).astype(np.float32)
 
 
 PUSH_LIMIT = 0.015  # the largest push that mends a folded triangle, in face sizes (more: relax instead)
-
-
-def _unfolding_pushes(points: np.ndarray, folded: np.ndarray, ref: np.ndarray, rate: np.ndarray,
-                      limit: float, share: float = 0.25) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray]:
-    """For each folded triangle (``folded`` (F, 3) indices into ``points`` (478, 2); ``ref`` (F,) twice its
-    signed area at rest), the smallest move of one of its movable vertices (``rate`` > 0) across the opposite
-    edge that gives it back ``share`` of its area at rest. Moves up to ``limit`` pixels (less for vertices
-    that move more slowly than most: times their ``rate`` over the largest) are returned as (vertex indices
-    (n,), moves (n, 2)); the vertices of triangles that need more are returned (m,) for relaxation instead.
-
-    A sliver at the mouth corner folds under a jaw drop by a pixel or two, and a push across its short edge
-    mends it where relaxing towards the neighbours (dragged down with the lower lip) folded it further."""
-    corners = points[folded]  # (F, 3, 2)
-    want = share * ref
-    now = signed_areas(points, folded)
-    moves, costs = [], []
-    for i in range(3):
-        j, k = corners[:, (i + 1) % 3], corners[:, (i + 2) % 3]
-        edge = k - j
-        length = np.maximum(np.linalg.norm(edge, axis=1), 1e-6)
-        normal = np.stack([-edge[:, 1], edge[:, 0]], 1) / length[:, None]  # moving along it raises the area
-        step = (want - now) / length  # twice the area changes by length * step
-        moves.append(normal * step[:, None])
-        speed = rate[folded[:, i]] / max(float(rate.max()), 1e-9)  # 1 for most vertices
-        costs.append(np.where(speed > 0, np.abs(step) / np.maximum(speed, 1e-9), np.inf))
-    costs = np.stack(costs, 1)  # (F, 3)
-    pick = costs.argmin(1)
-    rows = np.arange(len(folded))
-    ok = costs[rows, pick] <= limit
-    shift = np.stack(moves, 1)[rows, pick]  # (F, 2)
-    return (folded[rows[ok], pick[ok]], shift[ok]), np.unique(folded[~ok])
+PUSH_SHARE = 0.25  # the share of its area at rest a push gives a folded triangle back
 
 
 def outline_distance(points: np.ndarray, outline: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Signed distance of ``points`` (N, 2) to the closed polygon ``outline`` (M, 2), positive inside, and the
     nearest point on it (N, 2)."""
-    a = np.asarray(outline, np.float64)
-    ab = np.roll(a, -1, axis=0) - a
-    p = np.asarray(points, np.float64)
-    px, py = p[:, 0:1] - a[None, :, 0], p[:, 1:2] - a[None, :, 1]  # (N, M) from each edge's start
-    t = np.clip((px * ab[:, 0] + py * ab[:, 1]) / np.maximum((ab * ab).sum(1), 1e-9), 0.0, 1.0)  # (N, M)
-    dx, dy = px - t * ab[:, 0], py - t * ab[:, 1]
-    k = (dx * dx + dy * dy).argmin(1)
-    n = np.arange(len(k))
-    orientation = np.sign(np.sum(a[:, 0] * np.roll(a[:, 1], -1) - np.roll(a[:, 0], -1) * a[:, 1]))
-    side = np.sign(ab[k, 0] * py[n, k] - ab[k, 1] * px[n, k]) * orientation
-    near = a[k] + t[n, k, None] * ab[k]
-    return side * np.hypot(dx[n, k], dy[n, k]), near
+    from . import kernels
+
+    return kernels.outline_distance(np.ascontiguousarray(points, np.float64), np.ascontiguousarray(outline, np.float64))
 
 
 KEEP_INSIDE = 0.5  # share of its distance to the face outline a landmark keeps at least
@@ -451,6 +403,8 @@ def backward_map(src: np.ndarray, dst: np.ndarray, depth: np.ndarray, triangles:
     Returns:
         ``(map_x, map_y)``, each (h, w) float32: output pixel (y, x) reads input (map_y, map_x).
     """
+    from . import kernels
+
     h, w = size
     gw, gh = _grid_shape(w, h, grid)
     sx, sy = gw / w, gh / h
@@ -462,17 +416,15 @@ def backward_map(src: np.ndarray, dst: np.ndarray, depth: np.ndarray, triangles:
     inside = tri_id >= 0
     disp = np.zeros((gh, gw, 2), np.float32)
     rows, cols = np.nonzero(inside)
-    cells = np.stack([(cols + 0.5) / sx - 0.5, (rows + 0.5) / sy - 0.5], 1).astype(np.float32)
     bary, ids = weights[:, rows, cols], tri_id[rows, cols]
     lids = lid_stretch(src, dst) if fillers else None  # the eyes' fans are among the triangles
     if lids is not None:
         bary = keep_lash_lines(bary, ids, triangles, lids)
-    moved = _read_points(bary, ids, mesh.conditioning, src, triangles) - cells
     # cells a little outside their triangle continue its map, which near a steep change (the jaw's edge under a
     # jaw drop) can overshoot: no cell reads farther than the edit moved any landmark
     farthest = float(np.linalg.norm(dst - src, axis=1).max())
-    length = np.linalg.norm(moved, axis=1, keepdims=True)
-    disp[rows, cols] = moved * np.minimum(1.0, farthest / np.maximum(length, 1e-6))
+    kernels.place_moves(_read_points(bary, ids, mesh.conditioning, src, triangles), rows, cols, sx, sy, farthest,
+                        disp)
     if head is None:
         disp = _extend_outside(disp, inside, falloff * float(min(sx, sy)), float(min(sx, sy)))
     else:
@@ -605,17 +557,11 @@ class _GridMesh:
     """
 
     def __init__(self, points: np.ndarray, triangles: np.ndarray) -> None:
+        from . import kernels
+
         self.points, self.triangles = points, triangles
-        a, b, c = (points[triangles[:, i]].astype(np.float64) for i in range(3))
-        e1, e2 = b - a, c - a
-        det = e1[:, 0] * e2[:, 1] - e2[:, 0] * e1[:, 1]
-        self.conditioning = (np.abs(det) / ((e1 ** 2).sum(1) + (e2 ** 2).sum(1) + 1e-9)).astype(np.float32)
-        det = np.where(np.abs(det) < 1e-9, 1e-9, det)
-        self.coefficients = (np.stack([e2[:, 1], -e2[:, 0], e2[:, 0] * a[:, 1] - e2[:, 1] * a[:, 0],
-                                       -e1[:, 1], e1[:, 0], e1[:, 1] * a[:, 0] - e1[:, 0] * a[:, 1]])
-                             / det).astype(np.float32)
-        edges = np.stack([np.linalg.norm(c - b, axis=1), np.linalg.norm(c - a, axis=1), np.linalg.norm(b - a, axis=1)])
-        self.heights = (np.abs(det) / np.maximum(edges, 1e-9)).astype(np.float32)
+        self.conditioning, self.coefficients, self.heights = kernels.triangle_geometry(np.ascontiguousarray(points),
+                                                                                       triangles)
 
     def barycentric(self, cols: np.ndarray, rows: np.ndarray, ids: np.ndarray) -> np.ndarray:
         """(3, N) float32 barycentric coordinates of cell centres (``cols``, ``rows``), each (N,), in triangles
@@ -660,7 +606,7 @@ def _smallest(bary: np.ndarray) -> np.ndarray:
 def _rasterise(mesh: _GridMesh, order_key: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """The triangle containing each cell centre, and the centre's barycentric coordinates in it.
 
-    Every cell in a triangle's bounding box is tested against it at once (vectorised). A triangle covers the
+    Every cell in a triangle's bounding box is tested against it (``kernels.rasterise_cells``). A triangle covers the
     cells whose centre lies inside it or less than ``_FRINGE`` cells outside (as a scan converter fills edge
     pixels), but never more than 0.2 outside in its own barycentric coordinates (a thin triangle's edge cells
     can lie far outside it in its own coordinates). Where triangles overlap (a fold, or the half-cell fringes), the one
@@ -673,35 +619,14 @@ def _rasterise(mesh: _GridMesh, order_key: np.ndarray, shape: tuple[int, int]) -
         ``ids`` (gh, gw) int32, -1 outside the mesh, and ``weights`` (3, gh, gw) float32, the barycentric
         coordinates of each inside cell's centre in its triangle (0 outside).
     """
+    from . import kernels
+
     gh, gw = shape
     points, triangles = mesh.points, mesh.triangles
     drawn = np.flatnonzero(mesh.conditioning >= 0.02)
-    drawn = drawn[np.argsort(order_key[drawn], kind="stable")]  # rank 0 wins
-    corners = points[triangles[drawn]]  # (D, 3, 2)
-    lo = np.maximum(np.ceil(corners.min(1) - _FRINGE), 0).astype(np.int32)  # (D, 2) first cell x, y in the box
-    hi = np.minimum(np.floor(corners.max(1) + _FRINGE), [gw - 1, gh - 1]).astype(np.int32)
-    span = np.maximum(hi - lo + 1, 0)
-    # the boxes' rows, then each row's cells; candidates stay grouped by triangle, in rank order
-    box_rows = np.repeat(np.arange(len(drawn)), span[:, 1])
-    row_y = lo[box_rows, 1] + _ramp(span[:, 1])
-    width = span[box_rows, 0]
-    rows = np.repeat(row_y, width)
-    cols = np.repeat(lo[box_rows, 0], width) + _ramp(width)
-    counts = span[:, 0] * span[:, 1]
-    owner = np.repeat(np.arange(len(drawn), dtype=np.int32), counts)
-    bary = _barycentric_in(np.repeat(mesh.coefficients[:, drawn], counts, axis=1), cols, rows)
-    # inside, or within the fringe of the nearest edge, and never far outside in barycentric terms
-    floor = np.repeat(np.maximum(-_FRINGE / mesh.heights[:, drawn], -0.2), counts, axis=1)
-    hit = np.flatnonzero(_smallest(bary - floor) >= 0)
-    cell = rows[hit] * gw + cols[hit]
-    best = np.full(gh * gw, len(drawn), np.int32)
-    np.minimum.at(best, cell, owner[hit])
-    win = hit[owner[hit] == best[cell]]
-    ids = np.full(gh * gw, -1, np.int32)
-    weights = np.zeros((3, gh * gw), np.float32)
-    where = rows[win] * gw + cols[win]
-    ids[where] = drawn[owner[win]]
-    weights[:, where] = bary[:, win]
+    drawn = drawn[np.argsort(order_key[drawn], kind="stable")].astype(np.int32)  # rank 0 wins
+    ids, weights = kernels.rasterise_cells(mesh.coefficients, mesh.heights, points[triangles[drawn]], drawn, gh, gw,
+                                           np.float32(_FRINGE))
     ids, weights = ids.reshape(shape), weights.reshape(3, gh, gw)
     hull = np.zeros(shape, np.uint8)
     cv2.fillPoly(hull, [np.round(points[lm.FACE_OVAL] * 16).astype(np.int32)], 1, cv2.LINE_8, 4)
@@ -713,37 +638,27 @@ def _rasterise(mesh: _GridMesh, order_key: np.ndarray, shape: tuple[int, int]) -
 
 def _fill_holes(ids: np.ndarray, weights: np.ndarray, holes: np.ndarray, mesh: _GridMesh) -> None:
     """Give each ``holes`` cell the triangle, among its 3x3 neighbours', that contains its centre best, with
-    its barycentric ``weights``; a cell too far outside even that one is left outside the mesh (in place)."""
-    padded = np.pad(ids, 1, constant_values=-1)
-    rows, cols = np.nonzero(holes)
-    candidates = np.stack([padded[rows + dy, cols + dx] for dy in range(3) for dx in range(3)], 1)  # (n, 9)
-    bary = mesh.barycentric(np.repeat(cols, 9), np.repeat(rows, 9), np.maximum(candidates.ravel(), 0))
-    score = _smallest(bary).reshape(-1, 9)
-    score[candidates < 0] = -np.inf
-    pick = score.argmax(1)
-    best = candidates[np.arange(len(rows)), pick]
-    # a cell too far outside even its best triangle is beyond the mesh's edge: leave it to the extension
-    tolerance = -0.15 * np.minimum(1.0, 10.0 * mesh.conditioning)
-    near = (best >= 0) & (score.max(1) >= tolerance[np.maximum(best, 0)])
-    ids[rows, cols] = np.where(near, best, -1)
-    chosen = np.flatnonzero(near) * 9 + pick[near]
-    weights[:, rows[near], cols[near]] = bary[:, chosen]
+    its barycentric ``weights``; a cell too far outside even that one is beyond the mesh's edge and is left to
+    the extension (in place)."""
+    from . import kernels
+
+    kernels.fill_holes(ids, weights, holes, mesh.coefficients, mesh.conditioning)
 
 
 def _read_points(weights: np.ndarray, ids: np.ndarray, conditioning: np.ndarray, src: np.ndarray,
                  triangles: np.ndarray) -> np.ndarray:
-    """(N, 2) source positions of cells with barycentric ``weights`` (3, N) in destination triangles ``ids`` (N,).
+    """(N, 2) float32 source positions of cells with barycentric ``weights`` (3, N) float32 in destination
+    triangles ``ids`` (N,).
 
     The barycentric coordinates applied to the source triangle: the exact affine map, which also continues to
     cells a little outside the triangle. How far it may continue shrinks with the triangle's ``conditioning``
     (K,) (coordinates floored at ``-0.5 * min(1, 10 * conditioning)``), so a cell beside a thin triangle never
     reads from far away through its near-singular map.
     """
-    floor = (-0.5 * np.minimum(1.0, 10.0 * conditioning))[ids]
-    w = np.maximum(weights, floor)
-    w /= w[0] + w[1] + w[2]
-    corner = src[triangles[ids].T]  # (3, N, 2)
-    return (w[0, :, None] * corner[0] + w[1, :, None] * corner[1] + w[2, :, None] * corner[2]).astype(np.float32)
+    from . import kernels
+
+    return kernels.read_points(np.ascontiguousarray(weights, np.float32), np.ascontiguousarray(ids, np.int32),
+                               conditioning, np.ascontiguousarray(src, np.float32), triangles)
 
 
 # Outside the mesh, the border's own displacement gives way to the smooth extension over at least this many
@@ -765,6 +680,8 @@ def _extend_outside(disp: np.ndarray, inside: np.ndarray, falloff: float, cells_
     over a fixed 1.5 cells, that difference folded the map beside the jaw into a strip of pale and dark blocks
     (`drv_lp_d3` -> `img_lp_s42`).
     """
+    from . import kernels
+
     if not inside.any():
         return disp
     gh, gw = inside.shape
@@ -781,19 +698,14 @@ def _extend_outside(disp: np.ndarray, inside: np.ndarray, falloff: float, cells_
     disp2 = cv2.resize(disp, half, interpolation=cv2.INTER_NEAREST)
     dist, labels = cv2.distanceTransformWithLabels((~inside2).astype(np.uint8), cv2.DIST_L2, 3,
                                                    labelType=cv2.DIST_LABEL_PIXEL)
-    # labels number the inside cells in row-major order; map each label to its cell's displacement
-    inside_disp = np.zeros((labels.max() + 1, 2), np.float32)
-    inside_disp[labels[inside2]] = disp2[inside2]
-    nearest = inside_disp[labels]
-    mismatch = np.linalg.norm(nearest - smooth, axis=-1)
+    nearest, mismatch = kernels.nearest_inside(labels, inside2, disp2, smooth)
     length = np.maximum(1.5, NEAR_SLOPE * mismatch * (0.5 * cells_per_pixel))
     near_weight = np.exp(-np.maximum(dist - 1.0, 0.0) / length)  # 1 on the cells touching the mesh: no seam
     fade = np.exp(-((dist * 2 / max(falloff, 1e-3)) ** 2)) * np.minimum(1.0, den / 1e-2 + near_weight)
     near = near_weight[..., None]
     outside = (smooth + near * (nearest - smooth)) * fade[..., None]
     out = cv2.resize(outside, (gw, gh), interpolation=cv2.INTER_LINEAR)
-    out[inside] = disp[inside]
-    return out
+    return cv2.copyTo(disp, inside.view(np.uint8), out)
 
 
 @functools.lru_cache(maxsize=8)
