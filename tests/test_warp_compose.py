@@ -775,3 +775,21 @@ def test_mouth_interior_in_a_black_and_white_face_is_grey(astronaut_landmarks: n
     pale[:] = (182, 157, 151)  # img_lp_s42's mean face colour: pale, but a colour picture
     out = _match_colour(interior, driver, astronaut_landmarks, pale, astronaut_landmarks)[0, 0]
     assert out[0] > out[1] + 60
+
+
+def test_paste_of_an_opaque_rectangle_equals_the_whole_blend() -> None:
+    """The warp's faces say where their alpha is 1 (``GeneratedFace.opaque``); the paste copies that rectangle
+    and blends only the rim, and must give the same pixels as blending the whole box."""
+    from retarget.generators.warp import opaque_box
+
+    rng = np.random.default_rng(5)
+    frame = rng.integers(0, 256, (120, 160, 3), np.uint8)
+    image = rng.integers(0, 256, (70, 90, 3), np.uint8)
+    alpha = border_feather((70, 90), 0.1)
+    rim = GeneratedFace((30, 20, 120, 90), image, alpha, opaque_box((70, 90), 0.1))
+    whole = GeneratedFace((30, 20, 120, 90), image, alpha)
+    assert rim.opaque != (0, 0, 0, 0)
+    np.testing.assert_array_equal(paste(frame, rim), paste(frame, whole))
+    np.testing.assert_array_equal(paste(frame, rim)[20:90, 30:120][35, 45], image[35, 45])  # the face itself
+    np.testing.assert_array_equal(paste(frame, rim, weight=0.5), paste(frame, whole, weight=0.5))
+    assert not np.array_equal(paste(frame, rim, weight=0.5), paste(frame, whole))

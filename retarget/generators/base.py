@@ -40,6 +40,9 @@ class GeneratedFace:
     box: tuple[int, int, int, int]  # x0, y0, x1, y1 in frame pixels (x1, y1 exclusive)
     image: np.ndarray  # (y1 - y0, x1 - x0, 3) uint8 RGB
     alpha: np.ndarray  # (y1 - y0, x1 - x0) float32 in [0, 1]: 1 = use the generated pixel
+    # (x0, y0, x1, y1) in the box's pixels where alpha is exactly 1, when the generator knows it (None: unknown):
+    # the paste copies it and blends only the rim around it
+    opaque: tuple[int, int, int, int] | None = None
 
 
 class Generator(Protocol):

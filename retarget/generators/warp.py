@@ -77,7 +77,8 @@ class WarpGenerator:
             has_driver = edit.drive_image is not None and edit.drive_landmarks is not None
             out = fill_mouth(out, crop, field.source, field.destination, edit.drive_image if has_driver else None,
                              edit.drive_landmarks[:, :2] if has_driver else None)
-        return GeneratedFace(field.box, out, border_feather(crop.shape[:2], s.feather))
+        return GeneratedFace(field.box, out, border_feather(crop.shape[:2], s.feather),
+                             opaque_box(crop.shape[:2], s.feather))
 
 
 # An eye that the edit opens more than this many times its own opening in the frame is taken from the reference
@@ -719,6 +720,17 @@ def border_feather(size: tuple[int, int], width: float) -> np.ndarray:
     alpha = ramp_y[:, None] * ramp_x[None, :]  # float32 throughout: a crop's size changes from frame to frame
     alpha.setflags(write=False)
     return alpha
+
+
+@functools.lru_cache(maxsize=8)
+def opaque_box(size: tuple[int, int], width: float) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1): the rectangle of a crop of ``size`` (h, w) where ``border_feather`` is exactly 1."""
+    alpha = border_feather(size, width)
+    h, w = size
+    cols, rows = np.flatnonzero(alpha[h // 2] == 1.0), np.flatnonzero(alpha[:, w // 2] == 1.0)
+    if not len(cols) or not len(rows):
+        return 0, 0, 0, 0
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
 
 
 def polygon_area(points: np.ndarray) -> float:
