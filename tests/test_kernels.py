@@ -333,3 +333,23 @@ def test_nearest_inside_matches_numpy() -> None:
     np.testing.assert_array_equal(nearest, table[labels])
     np.testing.assert_array_equal(mismatch, np.linalg.norm(table[labels] - smooth, axis=-1))
     assert np.array_equal(nearest[inside], disp[inside])  # an inside cell is its own nearest
+
+
+def test_kernels_cache_in_a_temporary_folder_where_numba_finds_no_other(tmp_path) -> None:
+    """A read-only install without a writable home: numba refuses to import cached kernels (no cache locator);
+    the warp then caches them under the temporary folder and works."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import numpy as np\n"
+            "from retarget.generators.warp import outline_distance\n"
+            "print(outline_distance(np.array([[0.2, 0.2]]), np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]]))[0][0])\n")
+    env = dict(os.environ, NUMBA_CACHE_LOCATOR_CLASSES="IPythonCacheLocator", TMPDIR=str(tmp_path))
+    blocked = subprocess.run([sys.executable, "-c", "import retarget.generators.kernels"], env=env,
+                             capture_output=True, text=True, timeout=300)
+    assert "no locator available" in blocked.stderr  # the situation is real: a plain import fails
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert float(run.stdout) == pytest.approx(0.2)
+    assert any((tmp_path / f"retarget-numba-{os.getuid()}").rglob("*.nbi"))  # cached there

@@ -19,6 +19,8 @@
 from __future__ import annotations
 
 import functools
+import os
+import tempfile
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -31,6 +33,27 @@ from ..mesh import mesh_triangles, neighbour_table
 from ..transfer import lid_gap
 from .base import FaceEdit, GeneratedFace
 from .eyelids import LidStretch, keep_lash_lines, lid_stretch
+
+@functools.lru_cache(maxsize=1)
+def _kernels():
+    """The compiled loops (the ``kernels`` module), imported on first use.
+
+    numba caches them beside their source, else in the user's cache folder. Where neither is writable (a
+    read-only install and no home, as in some containers) it refuses to import them at all; they are then
+    cached in a temporary folder instead, compiled again whenever that folder is emptied.
+    """
+    try:
+        from . import kernels
+    except RuntimeError as exc:
+        if "no locator available" not in str(exc):
+            raise
+        import numba
+
+        numba.config.CACHE_LOCATOR_CLASSES = ""  # numba's own list, led by the folder set here
+        numba.config.CACHE_DIR = os.path.join(tempfile.gettempdir(), f"retarget-numba-{os.getuid()}")
+        from . import kernels
+    return kernels
+
 
 @dataclass(frozen=True)
 class WarpSettings:
@@ -288,7 +311,7 @@ def untangle(src: np.ndarray, dst: np.ndarray, iterations: int = 40, damping: fl
     two, and such a push mends it where relaxing towards the neighbours (dragged down with the lower lip)
     folded it further. The rounds run compiled (``kernels.untangle_displacement``).
     """
-    from . import kernels
+    kernels = _kernels()
 
     tris = mesh_triangles()
     table, count = neighbour_table()
@@ -312,7 +335,7 @@ PUSH_SHARE = 0.25  # the share of its area at rest a push gives a folded triangl
 def outline_distance(points: np.ndarray, outline: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Signed distance of ``points`` (N, 2) to the closed polygon ``outline`` (M, 2), positive inside, and the
     nearest point on it (N, 2)."""
-    from . import kernels
+    kernels = _kernels()
 
     return kernels.outline_distance(np.ascontiguousarray(points, np.float64), np.ascontiguousarray(outline, np.float64))
 
@@ -404,7 +427,7 @@ def backward_map(src: np.ndarray, dst: np.ndarray, depth: np.ndarray, triangles:
     Returns:
         ``(map_x, map_y)``, each (h, w) float32: output pixel (y, x) reads input (map_y, map_x).
     """
-    from . import kernels
+    kernels = _kernels()
 
     h, w = size
     gw, gh = _grid_shape(w, h, grid)
@@ -558,7 +581,7 @@ class _GridMesh:
     """
 
     def __init__(self, points: np.ndarray, triangles: np.ndarray) -> None:
-        from . import kernels
+        kernels = _kernels()
 
         self.points, self.triangles = points, triangles
         self.conditioning, self.coefficients, self.heights = kernels.triangle_geometry(np.ascontiguousarray(points),
@@ -620,7 +643,7 @@ def _rasterise(mesh: _GridMesh, order_key: np.ndarray, shape: tuple[int, int]) -
         ``ids`` (gh, gw) int32, -1 outside the mesh, and ``weights`` (3, gh, gw) float32, the barycentric
         coordinates of each inside cell's centre in its triangle (0 outside).
     """
-    from . import kernels
+    kernels = _kernels()
 
     gh, gw = shape
     points, triangles = mesh.points, mesh.triangles
@@ -641,7 +664,7 @@ def _fill_holes(ids: np.ndarray, weights: np.ndarray, holes: np.ndarray, mesh: _
     """Give each ``holes`` cell the triangle, among its 3x3 neighbours', that contains its centre best, with
     its barycentric ``weights``; a cell too far outside even that one is beyond the mesh's edge and is left to
     the extension (in place)."""
-    from . import kernels
+    kernels = _kernels()
 
     kernels.fill_holes(ids, weights, holes, mesh.coefficients, mesh.conditioning)
 
@@ -656,7 +679,7 @@ def _read_points(weights: np.ndarray, ids: np.ndarray, conditioning: np.ndarray,
     (K,) (coordinates floored at ``-0.5 * min(1, 10 * conditioning)``), so a cell beside a thin triangle never
     reads from far away through its near-singular map.
     """
-    from . import kernels
+    kernels = _kernels()
 
     return kernels.read_points(np.ascontiguousarray(weights, np.float32), np.ascontiguousarray(ids, np.int32),
                                conditioning, np.ascontiguousarray(src, np.float32), triangles)
@@ -681,7 +704,7 @@ def _extend_outside(disp: np.ndarray, inside: np.ndarray, falloff: float, cells_
     over a fixed 1.5 cells, that difference folded the map beside the jaw into a strip of pale and dark blocks
     (`drv_lp_d3` -> `img_lp_s42`).
     """
-    from . import kernels
+    kernels = _kernels()
 
     if not inside.any():
         return disp
