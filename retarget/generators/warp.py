@@ -587,44 +587,11 @@ class _GridMesh:
         self.conditioning, self.coefficients, self.heights = kernels.triangle_geometry(np.ascontiguousarray(points),
                                                                                        triangles)
 
-    def barycentric(self, cols: np.ndarray, rows: np.ndarray, ids: np.ndarray) -> np.ndarray:
-        """(3, N) float32 barycentric coordinates of cell centres (``cols``, ``rows``), each (N,), in triangles
-        ``ids`` (N,)."""
-        return _barycentric_in(self.coefficients[:, ids], cols, rows)
-
-
-def _barycentric_in(coefficients: np.ndarray, cols: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """(3, N) float32 barycentric coordinates of cell centres (``cols``, ``rows``), each (N,), given each one's
-    triangle's ``coefficients`` (6, N) (see ``_GridMesh``)."""
-    k = coefficients
-    x, y = cols.astype(np.float32), rows.astype(np.float32)
-    out = np.empty((3, len(x)), np.float32)
-    np.multiply(k[0], x, out=out[1])
-    out[1] += k[1] * y
-    out[1] += k[2]
-    np.multiply(k[3], x, out=out[2])
-    out[2] += k[4] * y
-    out[2] += k[5]
-    np.subtract(1.0, out[1], out=out[0])
-    out[0] -= out[2]
-    return out
-
-
-def _ramp(lengths: np.ndarray) -> np.ndarray:
-    """0, 1, ..., n - 1 for each n in ``lengths``, concatenated."""
-    starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
-    return np.arange(len(starts), dtype=np.int32) - starts.astype(np.int32)
-
 
 # How far outside a triangle's edges its cells reach, in cells (a scan converter fills edge pixels too): where
 # triangles meet at a sharp change of the map (the lids of a closed eye) the winner's map then continues a
 # little past the edge, so the upsampled field does not blend the two sides' reads (the eyeball between them).
 _FRINGE = 0.7
-
-
-def _smallest(bary: np.ndarray) -> np.ndarray:
-    """(N,) the smallest of the three barycentric coordinates (3, N): negative outside the triangle."""
-    return np.minimum(np.minimum(bary[0], bary[1]), bary[2])
 
 
 def _rasterise(mesh: _GridMesh, order_key: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
