@@ -41,8 +41,9 @@ def analyse_clip(track: Track, fps: float, neutral_time: float | None,
     """
     if not track.found.any():
         raise ValueError("no face")
-    steady = smooth(track.landmarks, fps, smooth_landmarks, valid=track.found, cuts=track.cuts)
-    steady = np.where(track.found[:, None, None], steady, np.nan).astype(np.float32)
+    steady = smooth(track.landmarks, fps, smooth_landmarks, valid=track.found, cuts=track.cuts).astype(
+        np.float32, copy=False)
+    steady[~track.found] = np.nan
     smoothed = Track(track.times, steady, track.found, track.width, track.height, track.cuts)
     reference = reference_shape(smoothed)
     pose, normalised = estimate_pose(smoothed, reference)

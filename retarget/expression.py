@@ -359,7 +359,7 @@ def pick_neutral(shapes: np.ndarray, found: np.ndarray, times: np.ndarray,
     if at_time is not None:
         idx = upper_idx = int(good[np.argmin(np.abs(times[good] - at_time))])
     else:
-        upper, lower, closed = expressiveness(shapes[good])
+        upper, lower, closed = expressiveness(shapes if len(good) == len(shapes) else shapes[good])
         # the mouth's frame has closed lips where the clip has any, and is the calmest of those over the face
         idx = int(good[_calmest(lower + upper + np.where(closed, 0.0, _NOT_CLOSED), window)])
         upper_idx = int(good[_calmest(upper, window)])
@@ -382,10 +382,17 @@ def analyse(normalised: np.ndarray, found: np.ndarray, times: np.ndarray,
     ``population_neutral``, from a typical resting face (for a still, which is its own neutral otherwise).
     """
     neutral = pick_neutral(normalised, found, times, neutral_time)
-    aus = au_intensities(np.where(found[:, None, None], normalised, neutral.shape), neutral.shape,
-                         population_neutral)
+    # a block of frames at a time: a long clip's whole (T, 478, 3) float64 copy is not needed
+    aus = np.concatenate([au_intensities(np.where(found[b, None, None], normalised[b], neutral.shape), neutral.shape,
+                                         population_neutral) for b in _frame_blocks(len(normalised))]
+                         ) if len(normalised) else np.zeros((0, len(AU_NAMES)), np.float32)
     return Expression(normalised=normalised, neutral=neutral.shape.astype(np.float32), neutral_index=neutral.index,
                       aus=aus, found=found.copy(), upper_neutral_index=neutral.upper_index)
+
+
+def _frame_blocks(n: int, size: int = 2048) -> list[slice]:
+    """Slices of ``size`` frames covering ``n``."""
+    return [slice(start, min(start + size, n)) for start in range(0, n, size)]
 
 
 # A neutral that shows this much of a smile (AU12) or of parted lips (AU25) or more against a typical resting

@@ -95,14 +95,14 @@ def _plan_render_report(inputs: Inputs, motion: DriveMotion, target_clip: ClipAn
             plan = build_shot_plan(motion, shots, target_clip.track, config)
         else:
             plan = build_plan(motion, target_clip, inputs.target.is_still, config)
+        release_normalised(motion, target_clip, shots)
+        heap.trim()  # the plan's whole-clip temporaries, before the generator and the render's frames come
         settings = generator_settings(config)
         if config.generator == "warp" and not (inputs.target.is_still and config.pose):
             settings.setdefault("head", 0.0)  # only a still target's head moves as a whole
         generator = make_generator(config.generator, **settings)
         with progress.note_if_slow("compiling the warp generator's loops (once after an install: a few seconds)"):
             generator.prepare(target_clip.expression.neutral)
-        release_normalised(motion, target_clip, shots)
-        heap.trim()  # the plan's whole-clip temporaries, before the render's frames take their place
     # 5. render: decode, generate, paste back, encode with the audio
     if image_output:
         written = render_image(inputs, plan, generator, config, timings)

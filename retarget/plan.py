@@ -57,57 +57,87 @@ class RenderPlan:
         return len(self.times)
 
 
+# Output frames planned at once: a long clip's (T, 478, 3) temporaries (the target's own shapes, the driver's
+# displacement, the transferred shapes) exist a block at a time, beside the one whole-clip destination
+PLAN_BLOCK = 2048
+
+
 def build_plan(drive: DriveMotion, target: ClipAnalysis, still_target: bool, config: RetargetConfig,
                out_times: np.ndarray | None = None, eyes_ahead: bool = True) -> RenderPlan:
     """Plan every output frame. ``out_times``: the output frame times (default: the target video's frame
     times, or the driver's for a still target). ``eyes_ahead``: frames at the clip's start may take an open eye
-    from a later frame (``eye_references``)."""
+    from a later frame (``eye_references``).
+
+    Every step is frame by frame, but for the choice of the frames that lend an open eye, which reads only the
+    target's eye openings over the whole clip; so the frames are planned ``PLAN_BLOCK`` at a time, and the plan
+    is the same whatever the block.
+    """
     d_times = drive.times
     if out_times is None:
         out_times = d_times.copy() if still_target else target.track.times.copy()
-    t_expr = target.expression
-    t_index = np.zeros(len(out_times), int) if still_target else np.arange(len(out_times))
-    seen = t_expr.normalised[t_index] if still_target else t_expr.normalised[:len(out_times)]  # a view: no copy
-    current = np.where(t_expr.found[t_index, None, None], seen, t_expr.neutral).astype(np.float32, copy=False)
-    del seen
-    # 1. the driver's expression at each output time, easing to neutral where its face is lost or it has ended
-    at, disp, drive_aus = drive_expression(drive, out_times, config)
-    # 2. transfer to the target's proportions, on the target's neutral, with the region and AU gains
-    shapes = transfer_with_gains(disp, drive.neutral, t_expr.neutral, drive_aus, current, config)
-    eye_reference = np.full(len(out_times), -1)
+    t_expr, n = target.expression, len(out_times)
+    t_index = np.zeros(n, int) if still_target else np.arange(n)
+    at = drive_times(out_times, drive.end, config.loop)
+    held = hold_and_release(drive.displacement, drive.found, drive.times, config.drive_release)
+    blocks = [slice(start, min(start + PLAN_BLOCK, n)) for start in range(0, n, PLAN_BLOCK)]
+    own = lender = None
     if not still_target:
         # an eye narrower than open that the driver opens can take a nearby frame's open eye (the generator
         # decides whether it needs to); the others open only as far as the warp can stretch them
-        own, wanted = eye_openings(current, t_expr.neutral), eye_openings(shapes, t_expr.neutral)
-        opens = ((own < EYE_OPEN) & (wanted > own)).any(1)
-        lender = eye_references(current, t_expr.neutral, t_expr.found, out_times, config.eye_borrow, eyes_ahead)
-        eye_reference = np.where(opens & (lender >= 0), lender, -1)
-        keep_own_closures(shapes, current, t_expr.neutral, skip=eye_reference >= 0, inplace=True)
-    # 3. into the frame: the change on the target's own landmarks, or for a still the driver's head motion too
-    landmarks = target.track.landmarks
+        own = np.concatenate([eye_openings(_own_shapes(t_expr, t_index[b]), t_expr.neutral) for b in blocks]
+                             ) if n else np.zeros((0, 2))
+        lender = lending_frames(own, t_expr.found[t_index], out_times, config.eye_borrow, eyes_ahead)
     if still_target:
         rot, trans, scale = still_head_motion(drive, target, at, config.pose, config.head_reach, config.head_turn)
-        destination = scale[:, None, None] * shapes @ np.transpose(rot, (0, 2, 1)) + trans[:, None]
+    landmarks = target.track.landmarks
+    destination = np.empty((n,) + landmarks.shape[1:], np.float32)
+    drive_aus, output_aus, relative_aus = (np.zeros((n, len(AU_NAMES)), np.float32) for _ in range(3))
+    eye_reference = np.full(n, -1)
+    for b in blocks:
+        current = _own_shapes(t_expr, t_index[b])
+        # 1. the driver's expression at each output time, easing to neutral where its face is lost or it has ended
+        disp = sample(held, drive.times, at[b])
+        if not config.loop:
+            disp *= ease_after_end(at[b], drive.end, config.drive_release)[:, None, None].astype(np.float32)
+        drive_aus[b] = au_intensities(drive.neutral[None] + disp, drive.neutral)
+        # 2. transfer to the target's proportions, on the target's neutral, with the region and AU gains
+        shapes = transfer_with_gains(disp, drive.neutral, t_expr.neutral, drive_aus[b], current, config)
+        del disp
+        if not still_target:
+            opens = ((own[b] < EYE_OPEN) & (eye_openings(shapes, t_expr.neutral) > own[b])).any(1)
+            eye_reference[b] = np.where(opens & (lender[b] >= 0), lender[b], -1)
+            keep_own_closures(shapes, current, t_expr.neutral, skip=eye_reference[b] >= 0, inplace=True)
+        # 3. into the frame: the change on the target's own landmarks, or for a still the driver's head motion too
+        if still_target:
+            destination[b] = scale[b, None, None] * shapes @ np.transpose(rot[b], (0, 2, 1)) + trans[b, None]
+        else:
+            p = target.pose
+            change = np.subtract(shapes, current, dtype=np.float32)
+            part = np.matmul(change, np.transpose(p.rotation[b], (0, 2, 1)).astype(np.float32))
+            part *= p.scale[b].astype(np.float32)[:, None, None]
+            part += landmarks[b]
+            destination[b] = part
+        output_aus[b] = au_intensities(shapes, t_expr.neutral)
+        relative_aus[b] = output_aus[b] - au_intensities(current, t_expr.neutral)
+    if still_target:
         # a still's one set of landmarks serves every output frame as a read-only view, not T copies
-        source = np.broadcast_to(landmarks[0], (len(out_times),) + landmarks.shape[1:])
-        weight = np.ones(len(out_times))
+        source = np.broadcast_to(landmarks[0], (n,) + landmarks.shape[1:])
+        weight = np.ones(n)
     else:
-        p = target.pose
-        # float32 and in place: each (T, 478, 3) array of a long clip is made once (README, very long clips)
-        change = np.subtract(shapes, current, dtype=np.float32)
-        destination = np.matmul(change, np.transpose(p.rotation, (0, 2, 1)).astype(np.float32))
-        del change
-        destination *= p.scale.astype(np.float32)[:, None, None]
-        destination += landmarks
         source = landmarks
         weight = gap_weights(t_expr.found, out_times, config.gap_blend)
-    output_aus = au_intensities(shapes, t_expr.neutral)
     return RenderPlan(
-        times=out_times, source=source, destination=destination.astype(np.float32, copy=False), weight=weight,
-        drive_index=nearest_index(d_times, at), drive_aus=drive_aus,
-        output_aus=output_aus, relative_aus=output_aus - au_intensities(current, t_expr.neutral),
-        drive_landmarks=drive.landmarks, eye_reference=eye_reference,
+        times=out_times, source=source, destination=destination, weight=weight,
+        drive_index=nearest_index(d_times, at), drive_aus=drive_aus, output_aus=output_aus,
+        relative_aus=relative_aus, drive_landmarks=drive.landmarks, eye_reference=eye_reference,
     )
+
+
+def _own_shapes(expression, frames: np.ndarray) -> np.ndarray:
+    """(len(frames), 478, 3) float32: the target's own pose-normalised shapes in ``frames`` (indices), its
+    neutral where its face was lost."""
+    return np.where(expression.found[frames, None, None], expression.normalised[frames],
+                    expression.neutral).astype(np.float32, copy=False)
 
 
 def drive_expression(drive: DriveMotion, out_times: np.ndarray,
@@ -252,7 +282,13 @@ def eye_references(current: np.ndarray, neutral: np.ndarray, found: np.ndarray, 
     after the last open one take that, when the clip ends at most ``seconds`` later.
     ``current`` (T, 478, 3) are the target's own pose-normalised shapes, ``neutral`` (478, 3).
     """
-    lender = found & (eye_openings(current, neutral).min(1) >= EYE_OPEN)
+    return lending_frames(eye_openings(current, neutral), found, times, seconds, ahead)
+
+
+def lending_frames(openings: np.ndarray, found: np.ndarray, times: np.ndarray, seconds: float,
+                   ahead: bool = True) -> np.ndarray:
+    """``eye_references`` from the target's eye openings (T, 2) (``eye_openings``) rather than its shapes."""
+    lender = found & (openings.min(1) >= EYE_OPEN)
     n = len(times)
     if n == 0 or not lender.any():
         return np.full(n, -1)

@@ -50,29 +50,37 @@ def smooth(values: np.ndarray, fps: float, seconds: float = 0.2, order: int = 2,
     if cuts is not None and len(cuts):
         parts = [smooth(values[a:b], fps, seconds, order, None if valid is None else valid[a:b])
                  for a, b in shot_spans(len(values), cuts)]
-        return np.concatenate(parts).astype(values.dtype) if parts else values.copy()
+        return np.concatenate(parts).astype(values.dtype, copy=False) if parts else values.copy()
     if valid is not None:
         values = fill_gaps(values, valid)
     n = window_frames(fps, seconds) if seconds > 0 else 0
     if n == 0 or len(values) < n or n <= order:
         return values.copy()
-    return savgol(values, n, order).astype(values.dtype)
+    return savgol(values, n, order, dtype=values.dtype)
 
 
-def savgol(values: np.ndarray, window: int, order: int) -> np.ndarray:
+def savgol(values: np.ndarray, window: int, order: int, dtype: np.dtype | type = np.float64) -> np.ndarray:
     """Savitzky-Golay filter of ``values`` (T, ...) along axis 0, as ``scipy.signal.savgol_filter`` with
     ``mode="interp"``: each frame takes the value at its centre of the polynomial of degree ``order``
     least-squares fitted to the ``window`` (odd, ``order < window <= T``) frames around it; the first and last
-    ``window // 2`` frames take the polynomial fitted to the first / last window. Float64 result.
+    ``window // 2`` frames take the polynomial fitted to the first / last window. Computed in float64, the
+    result stored as ``dtype`` (float32 for landmarks: no whole-clip float64 array).
     """
     half = window // 2
     x = np.arange(-half, half + 1, dtype=np.float64)
     basis = np.vander(x, order + 1, increasing=True)  # (window, order + 1)
     fitted = basis @ np.linalg.pinv(basis)  # (window, window): a window's values -> its fitted values
-    flat = values.reshape(len(values), -1).astype(np.float64)
+    flat = values.reshape(len(values), -1)
     t = len(flat)
-    out = np.empty_like(flat)
-    out[half:t - half] = sum(c * flat[k:t - window + 1 + k] for k, c in enumerate(fitted[half]))
-    out[:half] = fitted[:half] @ flat[:window]
-    out[t - half:] = fitted[half + 1:] @ flat[t - window:]
+    out = np.empty(flat.shape, dtype)
+    # a few columns at a time: the float64 copies and the sum's terms of a long clip's landmarks (T, 1434) were
+    # the analysis's largest allocations (README, very long clips); each column is filtered on its own anyway
+    for c0 in range(0, flat.shape[1], COLUMNS):
+        part = flat[:, c0:c0 + COLUMNS].astype(np.float64)
+        out[half:t - half, c0:c0 + COLUMNS] = sum(c * part[k:t - window + 1 + k] for k, c in enumerate(fitted[half]))
+        out[:half, c0:c0 + COLUMNS] = fitted[:half] @ part[:window]
+        out[t - half:, c0:c0 + COLUMNS] = fitted[half + 1:] @ part[t - window:]
     return out.reshape(values.shape)
+
+
+COLUMNS = 64  # columns (coordinates) filtered at once by ``savgol``

@@ -336,3 +336,32 @@ def test_a_dissolve_to_another_person_starts_a_shot_where_her_face_is_found(medi
     assert abs(track.landmarks[cut, :, 0].mean() - track.landmarks[before, :, 0].mean()) > 100
     assert track.found[cut:].all()
 
+
+
+def test_a_plan_is_the_same_however_many_frames_are_planned_at_once(astronaut_landmarks, monkeypatch):
+    """``build_plan`` plans ``PLAN_BLOCK`` frames at a time (bounded memory on long clips); only the choice of
+    the frames that lend an open eye spans the clip, so blocks of 10 frames give the whole-clip plan exactly,
+    for a video target with a gap and a blinking eye that borrows across a block's edge, and for a still."""
+    from _helpers import close_eyes
+
+    import retarget.plan as plan_module
+
+    points = np.asarray(astronaut_landmarks, np.float32)
+    frames = np.repeat(points[None], 45, 0)
+    frames[10:13] = close_eyes(points)  # a blink: its frames borrow the open eye of frame 9
+    frames[20:30] = open_mouth(points, 0.05 * float(np.ptp(points[:, 1])))
+    track = Track(_times(45), frames, np.ones(45, bool), 512, 512)
+    track.found[33:36] = False
+    track.landmarks[33:36] = np.nan
+    target = analyse_clip(track, FPS, None, 0.2, 0.33)
+    drive, config = _talking_driver(points), RetargetConfig()
+    still = analyse_clip(Track(_times(1), points[None], np.ones(1, bool), 512, 512), FPS, None, 0.0, 0.0)
+    whole = [build_plan(drive, target, False, config), build_plan(drive, still, True, config)]
+    monkeypatch.setattr(plan_module, "PLAN_BLOCK", 10)
+    blocks = [build_plan(drive, target, False, config), build_plan(drive, still, True, config)]
+    for one, other in zip(whole, blocks):
+        for name in ("times", "source", "destination", "weight", "drive_index", "drive_aus", "output_aus",
+                     "relative_aus", "eye_reference"):
+            np.testing.assert_array_equal(getattr(one, name), getattr(other, name), err_msg=name)
+    assert 0 <= whole[0].eye_reference[10] < 10  # the blink borrows an open eye from the block before
+    assert np.abs(whole[0].destination[25] - whole[0].source[25]).max() > 1  # the driver's jaw drop is there

@@ -533,3 +533,20 @@ def test_a_still_head_is_held_near_its_place(astronaut_landmarks: np.ndarray) ->
     rot, trans, _ = still_head_motion(drive, target, times, True, 0.0, 0.0)
     assert trans[-1, 0] == pytest.approx(1.5) and np.degrees(Rotation.from_matrix(rot[-1]).magnitude()) == \
         pytest.approx(45)
+
+
+def test_savgol_in_column_chunks_is_the_whole_filter(monkeypatch) -> None:
+    """``savgol`` filters a clip's landmarks ``COLUMNS`` coordinates at a time (bounded float64 copies): the
+    same numbers as all at once, and as scipy's, on a (T, 478, 3) clip."""
+    from scipy.signal import savgol_filter
+
+    import retarget.smooth as smooth_module
+
+    values = np.random.default_rng(2).normal(size=(50, 478, 3)).astype(np.float32)
+    chunked = savgol(values, 7, 2)
+    monkeypatch.setattr(smooth_module, "COLUMNS", 478 * 3)
+    np.testing.assert_array_equal(chunked, savgol(values, 7, 2))
+    np.testing.assert_allclose(chunked, savgol_filter(values.astype(np.float64), 7, 2, axis=0, mode="interp"),
+                               atol=1e-9)
+    # stored as float32 (a clip's landmarks): the float64 result rounded, without a whole float64 copy
+    np.testing.assert_array_equal(savgol(values, 7, 2, dtype=np.float32), chunked.astype(np.float32))
