@@ -384,13 +384,13 @@ def analyse(normalised: np.ndarray, found: np.ndarray, times: np.ndarray,
     neutral = pick_neutral(normalised, found, times, neutral_time)
     # a block of frames at a time: a long clip's whole (T, 478, 3) float64 copy is not needed
     aus = np.concatenate([au_intensities(np.where(found[b, None, None], normalised[b], neutral.shape), neutral.shape,
-                                         population_neutral) for b in _frame_blocks(len(normalised))]
+                                         population_neutral) for b in frame_blocks(len(normalised))]
                          ) if len(normalised) else np.zeros((0, len(AU_NAMES)), np.float32)
     return Expression(normalised=normalised, neutral=neutral.shape.astype(np.float32), neutral_index=neutral.index,
                       aus=aus, found=found.copy(), upper_neutral_index=neutral.upper_index)
 
 
-def _frame_blocks(n: int, size: int = 2048) -> list[slice]:
+def frame_blocks(n: int, size: int = 2048) -> list[slice]:
     """Slices of ``size`` frames covering ``n``."""
     return [slice(start, min(start + size, n)) for start in range(0, n, size)]
 

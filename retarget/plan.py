@@ -14,7 +14,7 @@ from . import landmarks as lm
 from .analysis import ClipAnalysis
 from .aushape import AU_REGION, AUShapeModel
 from .config import RetargetConfig
-from .expression import au_intensities
+from .expression import au_intensities, frame_blocks
 from .motion import DriveMotion
 from .timeline import (
     drive_times,
@@ -33,7 +33,7 @@ from .transfer import (
     transfer,
     uncross_lids,
 )
-from .types import AU_NAMES, N_LANDMARKS, Track
+from .types import AU_NAMES, N_LANDMARKS, Expression, Track
 
 
 @dataclass
@@ -79,7 +79,7 @@ def build_plan(drive: DriveMotion, target: ClipAnalysis, still_target: bool, con
     t_index = np.zeros(n, int) if still_target else np.arange(n)
     at = drive_times(out_times, drive.end, config.loop)
     held = hold_and_release(drive.displacement, drive.found, drive.times, config.drive_release)
-    blocks = [slice(start, min(start + PLAN_BLOCK, n)) for start in range(0, n, PLAN_BLOCK)]
+    blocks = frame_blocks(n, PLAN_BLOCK)
     own = lender = None
     if not still_target:
         # an eye narrower than open that the driver opens can take a nearby frame's open eye (the generator
@@ -96,10 +96,7 @@ def build_plan(drive: DriveMotion, target: ClipAnalysis, still_target: bool, con
     for b in blocks:
         current = _own_shapes(t_expr, t_index[b])
         # 1. the driver's expression at each output time, easing to neutral where its face is lost or it has ended
-        disp = sample(held, drive.times, at[b])
-        if not config.loop:
-            disp *= ease_after_end(at[b], drive.end, config.drive_release)[:, None, None].astype(np.float32)
-        drive_aus[b] = au_intensities(drive.neutral[None] + disp, drive.neutral)
+        disp, drive_aus[b] = _drive_at(drive, held, at[b], config)
         # 2. transfer to the target's proportions, on the target's neutral, with the region and AU gains
         shapes = transfer_with_gains(disp, drive.neutral, t_expr.neutral, drive_aus[b], current, config)
         del disp
@@ -133,7 +130,7 @@ def build_plan(drive: DriveMotion, target: ClipAnalysis, still_target: bool, con
     )
 
 
-def _own_shapes(expression, frames: np.ndarray) -> np.ndarray:
+def _own_shapes(expression: Expression, frames: np.ndarray) -> np.ndarray:
     """(len(frames), 478, 3) float32: the target's own pose-normalised shapes in ``frames`` (indices), its
     neutral where its face was lost."""
     return np.where(expression.found[frames, None, None], expression.normalised[frames],
@@ -146,10 +143,17 @@ def drive_expression(drive: DriveMotion, out_times: np.ndarray,
     ended: the driver times shown (T,), the displacement from its neutral (T, 478, 3) and its AUs (T, 17)."""
     at = drive_times(out_times, drive.end, config.loop)
     held = hold_and_release(drive.displacement, drive.found, drive.times, config.drive_release)
+    return (at, *_drive_at(drive, held, at, config))
+
+
+def _drive_at(drive: DriveMotion, held: np.ndarray, at: np.ndarray,
+              config: RetargetConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The driver's displacement from its neutral (T, 478, 3) at driver times ``at`` (T,), read from ``held``
+    (``hold_and_release`` of its displacement) and eased to neutral after it ends, and its AUs (T, 17)."""
     disp = sample(held, drive.times, at)
     if not config.loop:
         disp *= ease_after_end(at, drive.end, config.drive_release)[:, None, None].astype(np.float32)
-    return at, disp, au_intensities(drive.neutral[None] + disp, drive.neutral)
+    return disp, au_intensities(drive.neutral[None] + disp, drive.neutral)
 
 
 def build_shot_plan(drive: DriveMotion, shots: list[tuple[int, ClipAnalysis | None]], track: Track,

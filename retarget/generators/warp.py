@@ -34,6 +34,7 @@ from ..transfer import lid_gap
 from .base import FaceEdit, GeneratedFace
 from .eyelids import LidStretch, keep_lash_lines, lid_stretch
 
+
 @functools.lru_cache(maxsize=1)
 def _kernels():
     """The compiled loops (the ``kernels`` module), imported on first use.
