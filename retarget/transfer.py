@@ -106,11 +106,8 @@ class DeformationTransfer:
     lip_anchor_weight: float = 3.0  # the inner lips carry the mouth opening: they follow it closely
 
     def __post_init__(self) -> None:
-        from scipy import sparse
-        from scipy.sparse.linalg import splu
-
         tris = mesh_triangles()
-        k, n = len(tris), len(self.target_neutral)
+        n = len(self.target_neutral)
         self._tris = tris
         self._drive_inv, cond = _edge_inverse(self.drive_neutral[:, :2], tris)
         self._target_edges = _edges(self.target_neutral[:, :2], tris)  # (K, 2, 2), columns are edges
@@ -119,33 +116,51 @@ class DeformationTransfer:
         # skin would otherwise leak across the whole solve
         on_lids = np.isin(tris, np.concatenate([lm.RIGHT_EYE, lm.LEFT_EYE])).any(1)
         self._row_weight = np.repeat(np.where(on_lids, 0.0, np.clip(cond / 0.1, 0.0, 1.0)), 2)
-        rows = np.repeat(np.arange(2 * k), 2)
-        cols = np.stack([tris[:, 1], tris[:, 0], tris[:, 2], tris[:, 0]], 1).ravel()
-        vals = np.tile([1.0, -1.0], 2 * k)
-        self._edge_op = sparse.csr_matrix((vals, (rows, cols)), shape=(2 * k, n))  # rows: e1, e2 of each triangle
-        weighted = sparse.diags(self._row_weight) @ self._edge_op
+        # the edge operator, one row per edge (e1, e2 of each triangle): +1 at its far corner, -1 at the first
+        self._heads = tris[:, 1:].ravel()  # (2K,)
+        self._tails = np.repeat(tris[:, 0], 2)  # (2K,)
         self._anchor_w2 = np.full(n, self.anchor_weight ** 2)
         self._anchor_w2[lm.INNER_LIP_LOOP] = self.lip_anchor_weight ** 2
-        normal = (weighted.T @ weighted + sparse.diags(self._anchor_w2)).tocsc()
-        self._solver = splu(normal)
+        # the normal equations' matrix (edges' weighted Gram matrix plus the anchors), dense: 478 x 478 is small,
+        # and numpy's inverse saves importing scipy.sparse (0.15 s a run); it is symmetric positive definite
+        # and well conditioned (every vertex is anchored)
+        w2 = self._row_weight ** 2
+        normal = np.diag(self._anchor_w2)
+        np.add.at(normal, (self._heads, self._heads), w2)
+        np.add.at(normal, (self._tails, self._tails), w2)
+        np.add.at(normal, (self._heads, self._tails), -w2)
+        np.add.at(normal, (self._tails, self._heads), -w2)
+        self._inverse = np.linalg.inv(normal)
 
     def __call__(self, drive_shapes: np.ndarray, anchors: np.ndarray, intensity: float = 1.0) -> np.ndarray:
         """(T, 478, 3) target shapes from driver shapes (T, 478, 3) and displacement-transfer anchors (T, 478, 3)."""
         t = len(drive_shapes)
         grads = _edges(drive_shapes[:, :, :2].reshape(-1, 2), _frame_triangles(self._tris, t, drive_shapes.shape[1]))
-        grads = grads.reshape(t, -1, 2, 2) @ self._drive_inv[None]  # (T, K, 2, 2) deformation gradients
+        grads = _times(grads.reshape(t, -1, 2, 2), self._drive_inv[None])  # (T, K, 2, 2) deformation gradients
         grads = np.eye(2) + intensity * (grads - np.eye(2))
-        edges = grads @ self._target_edges[None]  # (T, K, 2, 2): columns e1, e2 of each target triangle
+        edges = _times(grads, self._target_edges[None])  # (T, K, 2, 2): columns e1, e2 of each target triangle
         # right-hand side per coordinate: edge targets (rows e1, e2 per triangle) and the anchors
         targets = np.transpose(edges, (0, 1, 3, 2)).reshape(t, -1, 2)  # (T, 2K, 2)
         weighted = targets * (self._row_weight ** 2)[None, :, None]
         n = len(self.target_neutral)
-        rhs = self._edge_op.T @ np.transpose(weighted, (1, 0, 2)).reshape(weighted.shape[1], 2 * t)  # (N, 2T)
-        rhs = rhs + self._anchor_w2[:, None] * np.transpose(anchors[:, :, :2], (1, 0, 2)).reshape(n, 2 * t)
-        solved = self._solver.solve(np.asarray(rhs, np.float64))
+        by_edge = np.transpose(weighted, (1, 0, 2)).reshape(weighted.shape[1], 2 * t)  # (2K, 2T)
+        rhs = self._anchor_w2[:, None] * np.transpose(anchors[:, :, :2], (1, 0, 2)).reshape(n, 2 * t)
+        np.add.at(rhs, self._heads, by_edge)  # the edge operator's transpose, applied
+        np.add.at(rhs, self._tails, -by_edge)
+        solved = self._inverse @ rhs
         out = anchors.astype(np.float64).copy()
         out[:, :, :2] = np.transpose(solved.reshape(n, t, 2), (1, 0, 2))
         return out
+
+
+def _times(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` for stacks of 2 x 2 matrices (..., 2, 2), written out: numpy's matmul pays a call's overhead
+    for each of these tiny products (it was a third of the transfer's time)."""
+    out = np.empty(np.broadcast_shapes(a.shape, b.shape), np.result_type(a, b))
+    for i in range(2):
+        for j in range(2):
+            out[..., i, j] = a[..., i, 0] * b[..., 0, j] + a[..., i, 1] * b[..., 1, j]
+    return out
 
 
 def _edges(points: np.ndarray, tris: np.ndarray) -> np.ndarray:
