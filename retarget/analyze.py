@@ -56,7 +56,7 @@ from .analysis import ClipAnalysis, analyse_clip
 from .aucsv import AUCurves, write_au_csv
 from .config import RetargetConfig
 from .errors import RetargetError
-from .mediapipe_import import import_mediapipe
+from .mediapipe_import import import_solution
 from .progress import Progress
 from .quiet import native_stderr_silenced
 from .types import Frame, MediaInfo, Track
@@ -127,9 +127,9 @@ class _DetectorSamples:
         self.detections: list[list[tuple[float, float, float, float, float]]] = []  # x0, y0, x1, y1, score
 
     def tap(self, frames: Iterable[Frame]) -> Iterator[Frame]:
-        mp = import_mediapipe()
+        face_detection = import_solution("face_detection")
 
-        with mp.solutions.face_detection.FaceDetection(model_selection=0, min_detection_confidence=0.05) as det:
+        with face_detection.FaceDetection(model_selection=0, min_detection_confidence=0.05) as det:
             for i, frame in enumerate(frames):
                 if i % self.every == 0:
                     self._score(det, i, frame.image)

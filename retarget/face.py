@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import landmarks as lm
-from .mediapipe_import import import_mediapipe
+from .mediapipe_import import import_solution
 from .shots import CutScorer, face_jumps, find_cuts
 from .types import N_LANDMARKS, Frame, HeadPose, Track
 
@@ -117,10 +117,10 @@ class FaceTracker:
 
     def __init__(self, still: bool = False, settings: TrackerSettings | None = None,
                  max_faces: int | None = None, choice: FaceChoice | None = None) -> None:
-        mp = import_mediapipe()  # heavy: imported only when tracking
+        face_mesh = import_solution("face_mesh")  # imported only when tracking
 
         s = settings or TrackerSettings()
-        self._mesh = mp.solutions.face_mesh.FaceMesh(
+        self._mesh = face_mesh.FaceMesh(
             static_image_mode=still,
             max_num_faces=max_faces or (s.max_faces if still else 1),
             refine_landmarks=True,  # the 10 iris points, for gaze

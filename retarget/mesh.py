@@ -16,9 +16,9 @@ import numpy as np
 @functools.lru_cache(maxsize=1)
 def mesh_triangles() -> np.ndarray:
     """(K, 3) landmark indices of mediapipe's face-mesh tessellation (holes at the eyes and the mouth)."""
-    from .mediapipe_import import import_mediapipe
+    from .mediapipe_import import import_solution
 
-    edges = import_mediapipe().solutions.face_mesh_connections.FACEMESH_TESSELATION
+    edges = import_solution("face_mesh_connections").FACEMESH_TESSELATION
 
     neighbours: dict[int, set[int]] = {}
     for a, b in edges:

@@ -8,11 +8,11 @@ import numpy as np
 
 def person_mask(image: np.ndarray) -> np.ndarray:
     """(H, W) float32 in [0, 1]: how surely each pixel of ``image`` (H, W, 3) uint8 RGB shows the person."""
-    from .mediapipe_import import import_mediapipe
+    from .mediapipe_import import import_solution
 
-    mp = import_mediapipe()  # heavy: imported only when needed
+    segmentation = import_solution("selfie_segmentation")  # imported only when needed
 
-    with mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0) as segmenter:
+    with segmentation.SelfieSegmentation(model_selection=0) as segmenter:
         result = segmenter.process(np.ascontiguousarray(image))
     mask = result.segmentation_mask
     if mask is None:

@@ -262,6 +262,38 @@ def test_mediapipe_import_defers_matplotlib_until_used():
     assert _in_fresh_interpreter(code) == ["DeferredModule", "DeferredModule", "module", "Figure", "True"]
 
 
+def test_import_solution_loads_only_the_face_mesh_and_leaves_mediapipe_whole_for_later():
+    code = (
+        "import sys, threading\n"
+        "from retarget.mediapipe_import import import_solution\n"
+        "got = []\n"
+        "threads = [threading.Thread(target=lambda: got.append(import_solution('face_mesh'))) for _ in range(2)]\n"
+        "[t.start() for t in threads]; [t.join() for t in threads]\n"
+        "print(got[0] is got[1], hasattr(got[0], 'FaceMesh'))\n"
+        "print(any(m.startswith('mediapipe.tasks') for m in sys.modules),\n"
+        "      'mediapipe.python.solutions.hands' in sys.modules, type(sys.modules['mediapipe']).__name__)\n"
+        "import mediapipe\n"  # user code afterwards gets the whole package
+        "print(mediapipe.solutions.face_mesh is got[0], mediapipe.solutions.hands.Hands.__name__,\n"
+        "      mediapipe.tasks.vision.FaceLandmarker.__name__, mediapipe.__version__ > '0')\n"
+        "print(type(sys.modules['mediapipe']).__name__, type(sys.modules['matplotlib.pyplot']).__name__)\n"
+    )
+    assert _in_fresh_interpreter(code) == ["True", "True", "False", "False", "LazyPackage", "True", "Hands",
+                                           "FaceLandmarker", "True", "module", "DeferredModule"]
+
+
+def test_the_whole_import_after_import_solution_is_the_whole_package():
+    code = (
+        "from retarget.mediapipe_import import import_mediapipe, import_solution\n"
+        "detection = import_solution('face_detection')\n"
+        "mp = import_mediapipe()\n"
+        "print(mp.solutions.face_detection is detection, mp.solutions.selfie_segmentation.__name__,\n"
+        "      callable(mp.solutions.drawing_utils.draw_landmarks), hasattr(mp, 'python'))\n"
+    )
+    # mediapipe's __init__ deletes its ``python`` name, as it does when imported directly
+    assert _in_fresh_interpreter(code) == ["True", "mediapipe.python.solutions.selfie_segmentation", "True",
+                                           "False"]
+
+
 def test_mediapipe_import_leaves_an_imported_matplotlib_alone():
     code = (
         "import sys, matplotlib.pyplot\n"
