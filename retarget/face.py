@@ -160,8 +160,7 @@ class FaceTracker:
     def all_faces(self, image: np.ndarray) -> list[np.ndarray]:
         """Every face found, each (478, 3) float32 pixels."""
         h, w = image.shape[:2]
-        result = self._mesh.process(image)
-        return [_to_pixels(face, w, h) for face in (result.multi_face_landmarks or [])]
+        return [_to_pixels(face, w, h) for face in _serialised_faces(self._mesh, image)]
 
     def close(self) -> None:
         """Release mediapipe's graph (again: no effect)."""
@@ -183,17 +182,49 @@ _PACKED = np.dtype([("tag", "u1"), ("length", "u1"), ("tag_x", "u1"), ("x", "<f4
 _PACKED_TAGS = (0x0A, 15, 0x0D, 0x15, 0x1D)
 
 
+def _serialised_faces(mesh: object, image: np.ndarray) -> list[bytes]:
+    """The serialised ``NormalizedLandmarkList`` of each face ``mesh`` (mediapipe's ``FaceMesh``) finds in
+    ``image`` (H, W, 3) uint8 RGB.
+
+    Runs the solution's graph as its ``process`` does (the same packet and timestamps), without what ``process``
+    adds per call: a new namedtuple class, and every landmark list parsed into a Python message (that
+    ``_to_pixels`` would serialise again): 0.3 ms a frame, on the tracking threads that hold the interpreter lock.
+    mediapipe is pinned (0.10.21, the last with the models bundled); where its solution lacks the attributes
+    used here, ``process`` is called instead."""
+    graph = getattr(mesh, "_graph", None)
+    outputs = getattr(mesh, "_graph_outputs", None)
+    if graph is None or not isinstance(outputs, dict) or not hasattr(mesh, "_simulated_timestamp"):
+        return [face.SerializeToString() for face in (mesh.process(image).multi_face_landmarks or [])]
+    from mediapipe.python import packet_creator
+    from mediapipe.python._framework_bindings import _packet_getter
+    from mediapipe.python._framework_bindings.image_frame import ImageFormat
+
+    outputs.clear()
+    mesh._simulated_timestamp += 33333  # as process does: a 30 fps video's timestamps
+    packet = packet_creator.create_image_frame(data=image, image_format=ImageFormat.SRGB)
+    graph.add_packet_to_input_stream(stream="image", packet=packet.at(mesh._simulated_timestamp))
+    graph.wait_until_idle()
+    found = outputs.get("multi_face_landmarks")
+    if found is None or found.is_empty() or _packet_getter._get_proto_vector_size(found) == 0:
+        return []
+    return list(_packet_getter._get_serialized_proto_list(found))
+
+
 def _to_pixels(face: object, width: int, height: int) -> np.ndarray:
     """(478, 3) float32 pixels of a mediapipe landmark list (coordinates normalised by width and height; z by
-    width), read from its serialised form (0.02 ms a face, against 0.4 for the Python loop the form falls back
-    to when a landmark carries more than x, y and z)."""
-    data = face.SerializeToString()
+    width), given as a message or serialised, read from its serialised form (0.02 ms a face, against 0.4 for
+    the Python loop the form falls back to when a landmark carries more than x, y and z)."""
+    data = face if isinstance(face, bytes) else face.SerializeToString()
     packed = np.frombuffer(data, _PACKED) if len(data) % _PACKED.itemsize == 0 else None
     if packed is not None and all((packed[f] == v).all() for f, v in zip(("tag", "length", "tag_x", "tag_y",
                                                                             "tag_z"), _PACKED_TAGS)):
         xyz = np.stack([packed["x"], packed["y"], packed["z"]], 1).astype(np.float64)
         arr = (xyz * np.array([width, height, width], np.float64)).astype(np.float32)
     else:
+        if isinstance(face, bytes):
+            from mediapipe.framework.formats import landmark_pb2
+
+            face = landmark_pb2.NormalizedLandmarkList.FromString(face)
         arr = np.array([(p.x * width, p.y * height, p.z * width) for p in face.landmark], dtype=np.float32)
     if arr.shape[0] != N_LANDMARKS:
         raise RuntimeError(f"face mesh returned {arr.shape[0]} landmarks, expected {N_LANDMARKS}")

@@ -12,6 +12,7 @@ from scipy.spatial.transform import Rotation
 from retarget import landmarks as lm
 from retarget.face import (
     FaceTracker,
+    _serialised_faces,
     _to_pixels,
     estimate_pose,
     reference_shape,
@@ -180,6 +181,24 @@ def test_tracker_finds_the_face_where_it_is(astronaut: np.ndarray, astronaut_lan
     assert xs.min() < pts[lm.RIGHT_IRIS_CENTRE, 0] < xs.max()
 
 
+def test_the_mesh_graph_run_directly_gives_what_process_gives(astronaut: np.ndarray) -> None:
+    """``_serialised_faces`` runs the face mesh's graph without ``process``'s wrapping; on a stream of frames
+    (detection, tracking, a lost face, detection again) it gives the same landmarks, to the bit."""
+    from retarget.mediapipe_import import import_solution
+
+    face_mesh = import_solution("face_mesh")
+    shifted = np.roll(astronaut, 9, axis=1)
+    images = [astronaut, shifted, astronaut, np.full_like(astronaut, 128), shifted]
+    kw = dict(static_image_mode=False, max_num_faces=1, refine_landmarks=True)
+    with face_mesh.FaceMesh(**kw) as direct, face_mesh.FaceMesh(**kw) as wrapped:
+        for image in images:
+            got = [_to_pixels(f, 512, 512) for f in _serialised_faces(direct, image)]
+            want = [_to_pixels(f, 512, 512) for f in wrapped.process(image).multi_face_landmarks or []]
+            assert len(got) == len(want) == (0 if image.std() == 0 else 1)
+            for g, w in zip(got, want):
+                np.testing.assert_array_equal(g, w)
+
+
 def test_track_frames_marks_frames_without_a_face(astronaut: np.ndarray) -> None:
     grey = np.full_like(astronaut, 128)
     frames = [Frame(0, 0.0, grey), Frame(1, 0.04, astronaut.copy()), Frame(2, 0.08, astronaut.copy())]
@@ -233,6 +252,7 @@ def test_landmarks_read_from_mediapipe_protos(extra: bool) -> None:
     assert got.dtype == np.float32
     np.testing.assert_array_equal(got, expected)
     np.testing.assert_allclose(got, values * [1280, 720, 1280], rtol=1e-6)
+    np.testing.assert_array_equal(_to_pixels(face.SerializeToString(), 1280, 720), expected)  # as the graph gives
     short = landmark_pb2.NormalizedLandmarkList()
     short.landmark.add(x=0.5, y=0.5, z=0.0)
     with pytest.raises(RuntimeError, match="478"):
