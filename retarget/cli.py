@@ -181,7 +181,9 @@ def main(argv: list[str] | None = None) -> int:
 def _run_job(job, debug: bool, interrupted: str = "interrupted; no output written"):
     """Run ``job()`` and return its result, or the exit code of its failure (1, or 130 when interrupted)."""
     from .errors import RetargetError
+    from .threads import opencv_on_one_thread
 
+    opencv_on_one_thread()  # the command line owns its process; the job's own threads fill the cores
     try:
         return job()
     except RetargetError as exc:

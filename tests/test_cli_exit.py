@@ -61,3 +61,17 @@ def test_note_if_slow_speaks_only_when_slow() -> None:
     with Progress(enabled=False).note_if_slow("compiling", after=0.0, stream=silent):
         time.sleep(0.1)
     assert silent.getvalue() == ""
+
+
+def test_a_job_runs_opencv_on_its_own_thread_alone(tmp_path: Path) -> None:
+    """The command's jobs set OpenCV to one thread (``threads.opencv_on_one_thread``): its pool's worker waited
+    actively on the cores the job's own threads need."""
+    import cv2
+
+    before = cv2.getNumThreads()
+    try:
+        cv2.setNumThreads(2)
+        code = cli._run_job(lambda: cv2.getNumThreads(), debug=False)
+        assert code == 1
+    finally:
+        cv2.setNumThreads(before)
