@@ -419,6 +419,20 @@ def _trim_audio(frame: av.AudioFrame, samples: int) -> av.AudioFrame | None:
     return trimmed
 
 
+def _plane_views(frame: av.VideoFrame) -> list[np.ndarray]:
+    """Writable (height, width) uint8 views of each plane of a planar 8-bit ``frame`` (line padding left out)."""
+    return [np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, :p.width] for p in frame.planes]
+
+
+def _copy_frame(frame: av.VideoFrame) -> av.VideoFrame:
+    """A new yuv420p frame with ``frame``'s pixels, copied plane by plane (a decoded frame stays the decoder's:
+    later frames may be predicted from it)."""
+    out = av.VideoFrame(frame.width, frame.height, "yuv420p")
+    for dst, src in zip(_plane_views(out), _plane_views(frame)):
+        dst[...] = src
+    return out
+
+
 def _planes(yuv: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Views of the Y (height, width), U and V (height / 2, width / 2) planes of a 4:2:0 frame as ``to_ndarray``
     gives it: (height * 3 / 2, width), the three planes stored one after the other."""
@@ -727,9 +741,10 @@ class VideoWriter:
         return True
 
     def _patched(self, edit: SourceEdit, image: np.ndarray) -> av.VideoFrame:
-        """``edit.source``'s planes with the changed box of ``image`` (H, W, 3) RGB converted in (see ``write``)."""
+        """A copy of ``edit.source``'s planes with the changed box of ``image`` (H, W, 3) RGB converted in (see
+        ``write``)."""
         h, w = self.height, self.width
-        yuv = edit.source.to_ndarray()
+        frame = _copy_frame(edit.source)
         if edit.box is not None:
             x0, y0, x1, y1 = edit.box
             x0, y0 = max(0, x0), max(0, y0)
@@ -742,11 +757,13 @@ class VideoWriter:
                         edit.before
                 after = self._to_yuv(image[ey0:ey1, ex0:ex1])
                 pw, ph = ex1 - ex0, ey1 - ey0
-                for dst, new, old, f in zip(_planes(yuv, w, h), _planes(after, pw, ph),
+                for dst, new, old, f in zip(_plane_views(frame), _planes(after, pw, ph),
                                             _planes(self._to_yuv(before), pw, ph), (1, 2, 2)):
                     region = dst[ey0 // f:ey0 // f + new.shape[0], ex0 // f:ex0 // f + new.shape[1]]
                     region[...] = np.clip(new + (region - old), 0, 255)
-        return self._tagged(yuv)
+        ctx = self._video.codec_context
+        frame.colorspace, frame.color_range = ctx.colorspace, ctx.color_range
+        return frame
 
     def _to_yuv(self, rgb: np.ndarray) -> np.ndarray:
         """(h * 3 / 2, w) int16 4:2:0 planes of ``rgb`` (h, w, 3) with the reused sources' matrix and range."""

@@ -425,10 +425,13 @@ def test_writer_reuses_the_decoded_frame_outside_the_edit(tmp_path: Path, bt709:
             edited = f.image.copy()
             edited[25:35, 35:45] = (255, 0, 0)  # the change, inside the box
             edited[0:8, 0:8] = (0, 255, 0)  # outside the box: not written, by contract
+            as_decoded = f.source.to_ndarray()
             if k == len(frames) - 1:
                 writer.write(edited, k / 25, SourceEdit(f.source))  # no change at all
             else:
                 writer.write(edited, k / 25, SourceEdit(f.source, box, before))
+            # the decoded frame itself is never written to: the decoder may still predict later frames from it
+            np.testing.assert_array_equal(f.source.to_ndarray(), as_decoded)
     back = list(read_frames(out_path, keep_source=True))
     tags = back[0].source
     assert (int(tags.colorspace), int(tags.color_primaries)) == ((1, 1) if bt709 else (2, 2))
