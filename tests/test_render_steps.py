@@ -11,6 +11,7 @@ from retarget.generators.base import FaceEdit, GeneratedFace
 from retarget.pipeline import (
     EyeLenders,
     _finish_frame,
+    _pasted,
     _generate_face,
     _paste_face,
     _write_json,
@@ -19,6 +20,7 @@ from retarget.pipeline import (
 )
 from retarget.plan import RenderPlan
 from retarget.types import AU_NAMES, Frame
+from retarget.video import read_frames
 
 
 class PaintGenerator:
@@ -66,7 +68,7 @@ def test_generating_leaves_the_frame_alone_and_pasting_reports_the_change() -> N
     generator = PaintGenerator()
     image = np.zeros((40, 50, 3), np.uint8)
     face = _generate_face(image, 0, plan, generator, None)
-    assert face is not None and not image.any()  # nothing pasted yet: the writer's thread does that
+    assert face is not None and not image.any()  # nothing pasted yet
     np.testing.assert_allclose(generator.edits[0].destination, plan.source[0] + 0.5)  # weight scales the edit
     out, (box, before) = _paste_face(image, face, keep_before=True)
     assert box == (10, 12, 30, 28)
@@ -82,17 +84,33 @@ class Recorder:
         self.calls.append(args)
 
 
-def test_finish_frame_writes_the_result_and_a_preview_of_the_frame_as_decoded() -> None:
+def test_pasting_and_finishing_write_the_result_and_a_preview_of_the_frame_as_decoded() -> None:
     plan = plan_of([1.0], [True])
     image = np.zeros((40, 50, 3), np.uint8)
     face = _generate_face(image, 0, plan, PaintGenerator(), None)
+    original, pasted, change = _pasted(Frame(0, 0.0, image), face, keep_original=True)
+    assert change is None  # a frame without its decoded source: encoded whole
+    assert _pasted(Frame(0, 0.0, image.copy()), face, keep_original=False)[0] is None
     writer, preview = Recorder(), Recorder()
-    _finish_frame(writer, preview, None, Frame(0, 0.0, image), face, 0.0)
+    _finish_frame(writer, preview, None, original, pasted, change, 0.0)
     (result, when, edit), = writer.calls
-    assert when == 0.0 and edit is None  # a frame without its decoded source: encoded whole
+    assert when == 0.0 and edit is None and result is pasted
     assert (result[12:28, 10:30] == 128).all()
     (_, target, shown, _), = preview.calls
     assert not target.any() and shown is result  # the preview's target panel is the frame before the paste
+
+
+def test_pasting_a_decoded_frame_hands_the_writer_its_source_and_the_box_as_decoded(tmp_path: Path) -> None:
+    plan = plan_of([1.0], [True])
+    clip = make_clip(tmp_path / "clip.mp4", n_frames=1, images=[np.full((40, 50, 3), 60, np.uint8)])
+    frame = next(iter(read_frames(clip, keep_source=True)))
+    decoded = frame.image.copy()
+    face = _generate_face(frame.image, 0, plan, PaintGenerator(), None)
+    original, pasted, edit = _pasted(frame, face, keep_original=False)
+    assert original is None and edit is not None and edit.source is frame.source
+    assert edit.box == (10, 12, 30, 28)
+    np.testing.assert_array_equal(edit.before, decoded[12:28, 10:30])
+    assert (pasted[12:28, 10:30] == 128).all()
 
 
 def test_eye_lenders_hand_out_earlier_frames_and_frames_read_ahead(tmp_path: Path) -> None:
