@@ -16,6 +16,7 @@ from retarget.types import Frame, MediaInfo
 from retarget.video import (
     SourceEdit,
     VideoWriter,
+    decoder_threads,
     encoder_threads,
     probe,
     read_frames,
@@ -325,6 +326,34 @@ def test_writer_pads_odd_size_and_keeps_colour(tmp_path: Path) -> None:
     assert len(frames) == 5
     assert frames[0].image.shape == (50, 66, 3)
     assert np.abs(frames[2].image.astype(int) - colour).max() <= 4  # padding repeats the edge colour
+
+
+@pytest.mark.parametrize(("cores", "threads"), [(1, 1), (2, 1), (4, 0), (16, 0)])
+def test_decoders_use_one_thread_on_two_cores(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, cores: int,
+                                              threads: int) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
+    assert decoder_threads() == threads
+    opened = []
+    real_open = av.open
+
+    def spy(*args, **kwargs):
+        opened.append(real_open(*args, **kwargs))
+        return opened[-1]
+
+    monkeypatch.setattr(av, "open", spy)
+    clip = make_clip(tmp_path / "c.mp4", n_frames=3)
+    frames = read_frames(clip)
+    assert next(frames).image.shape[:2] == (48, 64)
+    video_streams = [c.streams.video[0] for c in opened if c.streams.video]
+    assert video_streams
+    if threads == 0:  # FFmpeg's own choice, as a stream opened with its defaults resolves it on this machine
+        with real_open(str(clip)) as plain:
+            stream = plain.streams.video[0]
+            stream.thread_type = "AUTO"
+            next(plain.decode(stream))
+            threads = stream.codec_context.thread_count
+    assert video_streams[-1].codec_context.thread_count == threads
+    frames.close()
 
 
 @pytest.mark.parametrize(("cores", "threads"), [(1, 1), (2, 1), (8, 7)])
