@@ -6,6 +6,7 @@ Everything goes through PyAV (libav*) and Pillow: no ffmpeg executable and no sh
 
 from __future__ import annotations
 
+import ctypes
 import math
 import os
 import secrets
@@ -425,9 +426,38 @@ def _plane_views(frame: av.VideoFrame) -> list[np.ndarray]:
     return [np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, :p.width] for p in frame.planes]
 
 
+def _fill_padding(frame: av.VideoFrame) -> av.VideoFrame:
+    """``frame`` (yuv420p, allocated by PyAV) with what x264 reads beyond its picture filled in, in place: each
+    row's padding up to the line size with the row's last pixel, and the rows below the picture, down to the
+    last macroblock's edge (16 luma rows, 8 chroma), with copies of the last row, as x264 pads its own frames.
+
+    Left as allocated, those bytes held whatever the heap held before, and x264 encoded the last macroblock row
+    and column from them: the same frames came out encoded differently from run to run (the 1080 x 360
+    preview did), as the main output of a 1080-line video would have. FFmpeg allocates a frame's planes for a
+    height rounded up to 32 rows (``av_frame_get_buffer``, which PyAV calls), so the rows written here are the
+    frame's own."""
+    allocated = -(-frame.height // 32) * 32
+    for plane, rows_allocated in zip(frame.planes, (allocated, allocated // 2, allocated // 2)):
+        rows = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
+        if plane.line_size > plane.width:
+            rows[:, plane.width:] = rows[:, plane.width - 1:plane.width]
+        last = plane.buffer_ptr + plane.buffer_size - plane.line_size
+        for k in range(rows_allocated - plane.height):
+            ctypes.memmove(plane.buffer_ptr + plane.buffer_size + k * plane.line_size, last, plane.line_size)
+    return frame
+
+
+def _frame_of(yuv: np.ndarray, width: int, height: int) -> av.VideoFrame:
+    """A yuv420p frame of planes laid out as ``to_ndarray`` gives them (``_planes``), padded (``_fill_padding``)."""
+    frame = av.VideoFrame(width, height, "yuv420p")
+    for dst, src in zip(_plane_views(frame), _planes(yuv, width, height)):
+        dst[...] = src
+    return _fill_padding(frame)
+
+
 def _copy_frame(frame: av.VideoFrame) -> av.VideoFrame:
     """A new yuv420p frame with ``frame``'s pixels, copied plane by plane (a decoded frame stays the decoder's:
-    later frames may be predicted from it)."""
+    later frames may be predicted from it). Its padding is filled once the patch is in (``_fill_padding``)."""
     out = av.VideoFrame(frame.width, frame.height, "yuv420p")
     for dst, src in zip(_plane_views(out), _plane_views(frame)):
         dst[...] = src
@@ -780,14 +810,14 @@ class VideoWriter:
                     region[...] = np.clip(new + (region - old), 0, 255)
         ctx = self._video.codec_context
         frame.colorspace, frame.color_range = ctx.colorspace, ctx.color_range
-        return frame
+        return _fill_padding(frame)
 
     def _to_yuv(self, rgb: np.ndarray) -> np.ndarray:
         """(h * 3 / 2, w) int16 4:2:0 planes of ``rgb`` (h, w, 3) with the reused sources' matrix and range."""
         return rgb_to_yuv420(rgb, self._matrix, self._full_range).astype(np.int16)
 
     def _tagged(self, yuv: np.ndarray) -> av.VideoFrame:
-        frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
+        frame = _frame_of(yuv, self.width + self.width % 2, self.height + self.height % 2)
         ctx = self._video.codec_context
         frame.colorspace, frame.color_range = ctx.colorspace, ctx.color_range
         return frame

@@ -16,6 +16,7 @@ from retarget.types import Frame, MediaInfo
 from retarget.video import (
     SourceEdit,
     VideoWriter,
+    _frame_of,
     decoder_threads,
     encoder_threads,
     probe,
@@ -574,3 +575,29 @@ def test_writer_rejects_bad_arguments(tmp_path: Path) -> None:
     with pytest.raises(RetargetError, match="not found"):
         VideoWriter(tmp_path / "x.mp4", 64, 48, Fraction(25), audio_from=tmp_path / "missing.mp4")
     assert os.listdir(tmp_path) == []
+
+
+def test_frames_for_the_encoder_have_their_padding_filled() -> None:
+    """What x264 reads beyond a frame's picture (each row's padding up to the line size, and the rows FFmpeg
+    allocates below it) copies the picture's last column and last row, whatever the heap held before: left as
+    allocated, it made the encoding of identical frames differ from run to run."""
+    import ctypes
+
+    width, height = 1080, 362  # neither a multiple of 16; FFmpeg allocates 384 rows
+    for _ in range(8):  # leave garbage where the next frame's buffers will likely be allocated
+        junk = av.VideoFrame(width, height, "yuv420p")
+        for plane in junk.planes:
+            ctypes.memset(plane.buffer_ptr, 0xAB, plane.buffer_size)
+        del junk
+    yuv = np.random.default_rng(5).integers(0, 200, (height * 3 // 2, width), np.uint8)
+    frame = _frame_of(yuv, width, height)
+    np.testing.assert_array_equal(frame.to_ndarray(), yuv)
+    for plane, rows in zip(frame.planes, (384, 192, 192)):
+        data = np.frombuffer(ctypes.string_at(plane.buffer_ptr, plane.line_size * rows), np.uint8)
+        data = data.reshape(rows, plane.line_size)
+        assert plane.line_size > plane.width
+        np.testing.assert_array_equal(data[:plane.height, plane.width:],
+                                      np.repeat(data[:plane.height, plane.width - 1:plane.width],
+                                                plane.line_size - plane.width, 1))
+        np.testing.assert_array_equal(data[plane.height:], np.repeat(data[plane.height - 1:plane.height],
+                                                                      rows - plane.height, 0))
