@@ -672,10 +672,14 @@ def _drive_landmarks(plan: RenderPlan, index: int) -> np.ndarray | None:
 
 
 class PreviewWriter:
-    """Side-by-side video: driver | target | result, each scaled to ``height`` pixels."""
+    """Side-by-side video: driver | target | result, each scaled to ``height`` pixels.
 
-    def __init__(self, path: Path, height: int, fps: Fraction, time_base: Fraction, panel: int = 360) -> None:
-        self.height = min(panel, height) // 2 * 2
+    Its frames are a whole number of 16-pixel macroblocks in both directions (the panels' height rounded down,
+    black on the right up to the next multiple of 16): at 1080 x 360, x264's encoding of the last, partial
+    macroblocks differed from run to run on the same frames (README, speed)."""
+
+    def __init__(self, path: Path, height: int, fps: Fraction, time_base: Fraction, panel: int = 352) -> None:
+        self.height = max(16, min(panel, height) // 16 * 16)
         self.path = path
         self._writer: VideoWriter | None = None
         self._fps, self._time_base = fps, time_base
@@ -684,6 +688,8 @@ class PreviewWriter:
         panels = [self._fit(drive.image if drive is not None else np.zeros_like(target)),
                   self._fit(target), self._fit(result)]
         row = np.concatenate(panels, axis=1)
+        if row.shape[1] % 16:
+            row = np.pad(row, ((0, 0), (0, -row.shape[1] % 16), (0, 0)))
         if self._writer is None:
             self._writer = VideoWriter(self.path, row.shape[1], row.shape[0], self._fps, time_base=self._time_base)
         self._writer.write(row, when)

@@ -159,3 +159,31 @@ def test_the_report_is_written_item_by_item_and_never_half(tmp_path: Path) -> No
         raise AssertionError("the error must reach the caller")
     assert json.loads(path.read_text())["frames"][2]["aus"] == [0.5, 2.0]  # the earlier report stays
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.retarget.json"]  # no partial file left
+
+
+def test_the_preview_is_a_whole_number_of_macroblocks(tmp_path: Path) -> None:
+    """x264 encoded a preview's partial macroblocks differently from run to run on the same frames: the panels'
+    height is rounded down to 16 pixels and the row is widened to 16 with black."""
+    from fractions import Fraction
+
+    from retarget.pipeline import PreviewWriter
+    from retarget.types import Frame
+
+    path = tmp_path / "side.mp4"
+    preview = PreviewWriter(path, 100, Fraction(25), Fraction(1, 25))
+    drive = Frame(0, 0.0, np.full((120, 90, 3), 200, np.uint8))
+    target = np.full((100, 130, 3), 90, np.uint8)
+    for k in range(3):
+        preview.write(drive, target, target, k / 25)
+    preview.close()
+    frames = list(read_frames(path))
+    assert len(frames) == 3
+    h, w = frames[0].image.shape[:2]
+    assert h == 96 and w % 16 == 0  # panels 72 + 124 + 124 = 320 wide: already whole
+    preview = PreviewWriter(tmp_path / "odd.mp4", 100, Fraction(25), Fraction(1, 25))
+    narrower = np.full((100, 125, 3), 90, np.uint8)
+    preview.write(drive, narrower, narrower, 0.0)  # 72 + 120 + 120 = 312 -> 320
+    preview.close()
+    image = next(iter(read_frames(tmp_path / "odd.mp4"))).image
+    assert image.shape[:2] == (96, 320)
+    assert image[:, 314:].max() < 20 and image[:, 296:308].min() > 60  # the panel, then the black strip
