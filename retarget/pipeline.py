@@ -71,17 +71,20 @@ def run(drive: Path, target: Path, output: Path, config: RetargetConfig, preview
     # 3. analyse: smoothed landmarks, head pose, expression relative to each face's neutral
     with _timed(timings, "analyse"):
         target_clip = _analyse(target_track, inputs.target, config.target_neutral, config, "target")
+        drive_neutrals = None
         if drive_track is not None:
             drive_clip = _analyse(drive_track, inputs.drive, config.drive_neutral, config, "driver")
-            motion = from_clip(drive_clip, shot_analyses(drive_clip, config.drive_neutral)
-                               if len(drive_clip.track.cuts) else None)
+            drive_shots = shot_analyses(drive_clip, config.drive_neutral) if len(drive_clip.track.cuts) else None
+            motion = from_clip(drive_clip, drive_shots)
+            drive_neutrals = shot_neutrals(drive_clip, drive_shots, config.drive_neutral)
+            del drive_clip, drive_shots
         else:
             motion = _curve_motion(inputs.curves, target_clip, inputs.target.is_still, config)
         del drive_track, target_track  # the smoothed copies in the analyses are all that is needed now
         # an edited target video: each shot on its own neutral (perhaps another person's face)
         shots = shot_analyses(target_clip, config.target_neutral) if len(target_clip.track.cuts) else None
-        notes = neutral_notes(inputs, motion if inputs.drive is not None else None, first_shot(target_clip, shots),
-                              config)
+        notes = neutral_notes(drive_neutrals, None if inputs.target.is_still
+                              else shot_neutrals(target_clip, shots, config.target_neutral))
     return _plan_render_report(inputs, motion, target_clip, config, progress, timings, shots=shots, notes=notes)
 
 
@@ -133,29 +136,55 @@ def release_normalised(motion: DriveMotion, target: ClipAnalysis,
         clip.expression.normalised = None
 
 
-def _restless_note(role: str, time: float, shown: dict[str, float], flag: str, consequence: str) -> str:
+@dataclass
+class ShotNeutral:
+    """The neutral one shot of a clip (or a whole uncut clip) is taken relative to, for the notes on it."""
+
+    start: float  # seconds: the shot's first frame
+    stop: float  # seconds: its last frame
+    neutral: np.ndarray  # (478, 3) pose-normalised neutral shape
+    time: float  # seconds: where the neutral was taken
+    chosen: bool  # set by the user (--drive-neutral / --target-neutral), not picked as the calmest frame
+
+
+def shot_neutrals(clip: ClipAnalysis, shots: list[tuple[int, ClipAnalysis | None]] | None,
+                  chosen_time: float | None) -> list[ShotNeutral]:
+    """The neutral of each shot with a face of ``clip`` cut into ``shots`` (``shot_analyses``), or of the whole
+    clip when it is not cut. ``chosen_time``: seconds the user set a neutral at; it sets the neutral of the shot
+    it falls in (from the shot's first frame to the next shot's), as ``shot_analyses`` reads it."""
+    times = clip.track.times
+    parts = [(a, shot) for a, shot in shots] if shots is not None else [(0, clip)]
+    starts = [float(times[a]) for a, _ in parts] + [np.inf]
+    return [ShotNeutral(float(part.track.times[0]), float(part.track.times[-1]), part.expression.neutral,
+                        part.neutral_time,
+                        chosen_time is not None and (shots is None or starts[k] - 1e-6 <= chosen_time < starts[k + 1]))
+            for k, (_, part) in enumerate(parts) if part is not None]
+
+
+def _restless_note(role: str, shot: ShotNeutral, cut: bool, shown: dict[str, float], flag: str,
+                   consequence: str) -> str:
     what = " and ".join(_RESTLESS_WORDS[name] for name in shown)
     values = ", ".join(f"{name} {value:.1f}" for name, value in shown.items())
-    return (f"the {role}'s calmest frame ({time:.2f} s) still {what} ({values} against a typical resting face), "
-            f"so {consequence}; if its face rests elsewhere, pass {flag} SECONDS")
+    where = f" in its shot at {shot.start:.2f}-{shot.stop:.2f} s" if cut else ""
+    elsewhere = "elsewhere in that shot" if cut else "elsewhere"
+    return (f"the {role}'s calmest frame{where} ({shot.time:.2f} s) still {what} ({values} against a typical "
+            f"resting face), so {consequence}; if its face rests {elsewhere}, pass {flag} SECONDS")
 
 
-def neutral_notes(inputs: Inputs, drive: DriveMotion | None, target: ClipAnalysis,
-                  config: RetargetConfig) -> tuple[str, ...]:
-    """Notes for the user where a video's automatically picked neutral is not at rest (``expression.restless``):
-    a target that smiles at its calmest keeps that smile where the driver rests, and a driver's smile at its
-    calmest passes for rest. Not for a still target (a portrait is its own neutral) nor a neutral set by flag."""
+def neutral_notes(drive: list[ShotNeutral] | None, target: list[ShotNeutral] | None) -> tuple[str, ...]:
+    """Notes for the user where a video's automatically picked neutral is not at rest (``expression.restless``),
+    one for each shot of an edited clip where it is so: a target that smiles at its calmest keeps that smile
+    where the driver rests, and a driver's smile at its calmest passes for rest. ``drive`` and ``target``: the
+    clips' shot neutrals (``shot_neutrals``); None for no driver video, and for a still target (a portrait is
+    its own neutral). Not for a neutral set by flag."""
     notes = []
-    if drive is not None and config.drive_neutral is None:
-        shown = restless(drive.neutral)
-        if shown:
-            notes.append(_restless_note("driver", drive.neutral_time, shown, "--drive-neutral",
-                                        "that much of its expressions is not transferred"))
-    if not inputs.target.is_still and config.target_neutral is None:
-        shown = restless(target.expression.neutral)
-        if shown:
-            notes.append(_restless_note("target", target.neutral_time, shown, "--target-neutral",
-                                        "it keeps that expression where the driver rests"))
+    for role, shots, flag, consequence in (
+            ("driver", drive, "--drive-neutral", "that much of its expressions is not transferred"),
+            ("target", target, "--target-neutral", "it keeps that expression where the driver rests")):
+        for shot in shots or []:
+            shown = {} if shot.chosen else restless(shot.neutral)
+            if shown:
+                notes.append(_restless_note(role, shot, len(shots) > 1, shown, flag, consequence))
     return tuple(notes)
 
 

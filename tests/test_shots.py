@@ -365,3 +365,47 @@ def test_a_plan_is_the_same_however_many_frames_are_planned_at_once(astronaut_la
             np.testing.assert_array_equal(getattr(one, name), getattr(other, name), err_msg=name)
     assert 0 <= whole[0].eye_reference[10] < 10  # the blink borrows an open eye from the block before
     assert np.abs(whole[0].destination[25] - whole[0].source[25]).max() > 1  # the driver's jaw drop is there
+
+
+def test_each_shot_has_its_neutral_for_the_notes_and_the_flag_sets_its_own(astronaut_landmarks):
+    """``pipeline.shot_neutrals``: one entry a shot, with its span and neutral; a neutral time given by flag
+    belongs to the shot it falls in, up to the next shot's first frame (as ``shot_analyses`` reads it)."""
+    from retarget.pipeline import shot_neutrals
+
+    first = np.asarray(astronaut_landmarks, np.float32)
+    clip = analyse_clip(_two_shot_track(first, _elsewhere(_other_person(first))), FPS, None, 0.2, 0.33)
+    shots = shot_analyses(clip, None)
+    parts = shot_neutrals(clip, shots, None)
+    assert [(p.start, p.stop) for p in parts] == [(0.0, 29 / FPS), (1.0, 59 / FPS)]
+    assert not any(p.chosen for p in parts)
+    np.testing.assert_array_equal(parts[1].neutral, shots[1][1].expression.neutral)
+    assert [p.chosen for p in shot_neutrals(clip, shots, 29.5 / FPS)] == [True, False]  # between the shots
+    assert [p.chosen for p in shot_neutrals(clip, shots, 1.2)] == [False, True]
+    whole = shot_neutrals(clip, None, 1.2)  # not cut: one neutral, the flag's
+    assert len(whole) == 1 and whole[0].chosen and whole[0].neutral is clip.expression.neutral
+
+
+def test_a_later_shot_that_never_rests_gets_its_own_note(astronaut_neutral):
+    """The astronaut smiles with parted lips: as a shot's neutral that smile passes for rest. Each such shot of an
+    edited clip gets a note naming its span; a shot whose neutral the user set gets none, nor a calm one."""
+    from retarget.aushape import AUShapeModel
+    from retarget.pipeline import ShotNeutral, neutral_notes
+    from retarget.types import AU_NAMES
+
+    model = AUShapeModel.build(astronaut_neutral)
+    weights = np.zeros((1, len(AU_NAMES)))
+    for name, amount in (("AU12", -4.0), ("AU20", -4.0), ("AU25", -2.5)):
+        k = AU_NAMES.index(name)
+        weights[0, k] = amount / model.response[k, k]
+    calm = astronaut_neutral + model.displacement(weights)[0]
+    smiling = np.asarray(astronaut_neutral)
+    target = [ShotNeutral(0.0, 1.9, calm, 0.5, False), ShotNeutral(2.0, 4.0, smiling, 3.1, False),
+              ShotNeutral(4.1, 6.0, smiling, 5.0, True)]
+    notes = neutral_notes(None, target)
+    assert len(notes) == 1
+    assert notes[0].startswith("the target's calmest frame in its shot at 2.00-4.00 s (3.10 s) still smiles")
+    assert notes[0].endswith("if its face rests elsewhere in that shot, pass --target-neutral SECONDS")
+    alone = neutral_notes([ShotNeutral(0.0, 6.0, smiling, 2.5, False)], None)  # an uncut driver
+    assert len(alone) == 1 and alone[0].startswith("the driver's calmest frame (2.50 s) still smiles")
+    assert "shot" not in alone[0] and alone[0].endswith("if its face rests elsewhere, pass --drive-neutral SECONDS")
+    assert neutral_notes([ShotNeutral(0.0, 6.0, smiling, 2.5, True)], [target[0]]) == ()
