@@ -12,6 +12,8 @@ from scipy.spatial.transform import Rotation
 from retarget import landmarks as lm
 from retarget.face import (
     FaceTracker,
+    SmallFaces,
+    TrackerSettings,
     _serialised_faces,
     _to_pixels,
     estimate_pose,
@@ -323,3 +325,55 @@ def test_mediapipe_import_leaves_an_imported_matplotlib_alone():
         "print(type(module).__name__, module is matplotlib.pyplot)\n"
     )
     assert _in_fresh_interpreter(code) == ["module", "True"]
+
+
+def _small_on_a_wide_frame(image: np.ndarray, size: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """``image`` scaled to ``size`` px wide on a 1280 x 720 grey frame, and where it was put (x, y)."""
+    import cv2
+
+    small = cv2.resize(image, (size, size * image.shape[0] // image.shape[1]), interpolation=cv2.INTER_AREA)
+    frame = np.full((720, 1280, 3), 90, np.uint8)
+    x, y = 900, 300
+    frame[y:y + small.shape[0], x:x + small.shape[1]] = small
+    return frame, (x, y)
+
+
+def test_a_face_too_small_for_the_mesh_is_found_by_the_full_range_detector(astronaut: np.ndarray,
+                                                                           astronaut_landmarks: np.ndarray) -> None:
+    """The astronaut's head 240 px wide on a 720p frame (her face about 110 px): the face mesh's own detector
+    finds nothing; the tracker finds her with ``SmallFaces``, where she is (her landmarks scaled and moved with
+    the picture). On this grey frame the full-range detector found the head at 180, 220, 240 and 260 px, not at
+    200 or below: it is a help for small faces, not a guarantee."""
+    frame, (x, y) = _small_on_a_wide_frame(astronaut, 240)
+    scale = 240 / astronaut.shape[1]
+    with FaceTracker(still=True) as tracker:
+        assert _serialised_faces(tracker._mesh, frame) == []
+        face = tracker(frame)
+    assert face is not None
+    expected = astronaut_landmarks[:, :2] * scale + [x, y]
+    assert np.abs(face[:, :2] - expected).mean() < 2.0
+    with SmallFaces(TrackerSettings(), 4) as small:
+        assert small(np.full((720, 1280, 3), 90, np.uint8)) == []  # nothing where there is no face
+
+
+def test_a_small_face_is_tracked_through_the_mesh_taking_over(media_dir) -> None:
+    """`vid_lp_s29` (a portrait clip) pillarboxed into 720p: its 110 px face is found by ``SmallFaces`` on the
+    first frames and by the mesh itself later; every frame has the face, and the switch is settled (no jump,
+    which would start a new shot)."""
+    from retarget.video import read_frames
+
+    frames = []
+    for frame in read_frames(media_dir / "vid_lp_s29.mp4"):
+        import cv2
+
+        portrait = cv2.resize(frame.image, (380, 720), interpolation=cv2.INTER_AREA)
+        wide = np.zeros((720, 1280, 3), np.uint8)
+        wide[:, 450:830] = portrait
+        frames.append(Frame(frame.index, frame.time, wide))
+        if len(frames) == 20:
+            break
+    track = track_frames(iter(frames), 1280, 720)
+    assert track.found.all() and len(track.cuts) == 0
+    heights = np.ptp(track.landmarks[:, :, 1], axis=1)
+    assert heights.max() < 1.15 * heights.min()
+    assert 80 < np.median(heights) < 160
