@@ -152,13 +152,17 @@ def shot_neutrals(clip: ClipAnalysis, shots: list[tuple[int, ClipAnalysis | None
     """The neutral of each shot with a face of ``clip`` cut into ``shots`` (``shot_analyses``), or of the whole
     clip when it is not cut. ``chosen_time``: seconds the user set a neutral at; it sets the neutral of the shot
     it falls in (from the shot's first frame to the next shot's), as ``shot_analyses`` reads it."""
-    times = clip.track.times
-    parts = [(a, shot) for a, shot in shots] if shots is not None else [(0, clip)]
-    starts = [float(times[a]) for a, _ in parts] + [np.inf]
-    return [ShotNeutral(float(part.track.times[0]), float(part.track.times[-1]), part.expression.neutral,
-                        part.neutral_time,
-                        chosen_time is not None and (shots is None or starts[k] - 1e-6 <= chosen_time < starts[k + 1]))
-            for k, (_, part) in enumerate(parts) if part is not None]
+    parts = shots if shots is not None else [(0, clip)]
+    starts = [float(clip.track.times[a]) for a, _ in parts] + [np.inf]
+    neutrals = []
+    for k, (_, part) in enumerate(parts):
+        if part is None:
+            continue
+        times = part.track.times
+        chosen = chosen_time is not None and (shots is None or starts[k] - 1e-6 <= chosen_time < starts[k + 1])
+        neutrals.append(ShotNeutral(float(times[0]), float(times[-1]), part.expression.neutral, part.neutral_time,
+                                    chosen))
+    return neutrals
 
 
 def _restless_note(role: str, shot: ShotNeutral, cut: bool, shown: dict[str, float], flag: str,
