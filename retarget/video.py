@@ -427,9 +427,10 @@ def _plane_views(frame: av.VideoFrame) -> list[np.ndarray]:
 
 
 def _fill_padding(frame: av.VideoFrame) -> av.VideoFrame:
-    """``frame`` (yuv420p, allocated by PyAV) with what x264 reads beyond its picture filled in, in place: each
-    row's padding up to the line size with the row's last pixel, and the rows below the picture, down to the
-    last macroblock's edge (16 luma rows, 8 chroma), with copies of the last row, as x264 pads its own frames.
+    """``frame`` (yuv420p, allocated by PyAV) with what x264 may read beyond its picture filled in, in place:
+    each row's padding up to the line size with the row's last pixel, and every row FFmpeg allocated below the
+    picture (its height rounded up to 32, halved for chroma) with copies of the last row, as x264 pads its own
+    frames.
 
     Left as allocated, those bytes held whatever the heap held before, and x264 encoded the last macroblock row
     and column from them: the same frames came out encoded differently from run to run (the 1080 x 360
@@ -808,16 +809,17 @@ class VideoWriter:
                                             _planes(self._to_yuv(before), pw, ph), (1, 2, 2)):
                     region = dst[ey0 // f:ey0 // f + new.shape[0], ex0 // f:ex0 // f + new.shape[1]]
                     region[...] = np.clip(new + (region - old), 0, 255)
-        ctx = self._video.codec_context
-        frame.colorspace, frame.color_range = ctx.colorspace, ctx.color_range
-        return _fill_padding(frame)
+        return _fill_padding(self._tag(frame))
 
     def _to_yuv(self, rgb: np.ndarray) -> np.ndarray:
         """(h * 3 / 2, w) int16 4:2:0 planes of ``rgb`` (h, w, 3) with the reused sources' matrix and range."""
         return rgb_to_yuv420(rgb, self._matrix, self._full_range).astype(np.int16)
 
     def _tagged(self, yuv: np.ndarray) -> av.VideoFrame:
-        frame = _frame_of(yuv, self.width + self.width % 2, self.height + self.height % 2)
+        return self._tag(_frame_of(yuv, self.width + self.width % 2, self.height + self.height % 2))
+
+    def _tag(self, frame: av.VideoFrame) -> av.VideoFrame:
+        """``frame`` with the stream's colour matrix and range (in place)."""
         ctx = self._video.codec_context
         frame.colorspace, frame.color_range = ctx.colorspace, ctx.color_range
         return frame
