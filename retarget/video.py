@@ -328,7 +328,16 @@ _LUMA_WEIGHTS = {"ITU709": (0.2126, 0.0722), None: (0.299, 0.114), "ITU601": (0.
 
 def rgb_to_yuv420(rgb: np.ndarray, matrix: str | None = "ITU709", full_range: bool = False) -> np.ndarray:
     """(h * 3 / 2, w) uint8 4:2:0 planes (Y, then U, then V, as ``to_ndarray`` lays them out) of ``rgb``
-    (h, w, 3) uint8 with h and w even, in colour ``matrix`` (a ``_LUMA_WEIGHTS`` key) and limited or full range.
+    (h, w, 3) uint8 with h and w even, in colour ``matrix`` (a ``_LUMA_WEIGHTS`` key) and limited or full range
+    (``yuv420_planes``, one after the other)."""
+    h, w = rgb.shape[:2]
+    return np.concatenate([plane.reshape(-1) for plane in yuv420_planes(rgb, matrix, full_range)]).reshape(-1, w)
+
+
+def yuv420_planes(rgb: np.ndarray, matrix: str | None = "ITU709",
+                  full_range: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The Y (h, w), U and V (h / 2, w / 2) uint8 planes of ``rgb`` (h, w, 3) uint8 with h and w even, in colour
+    ``matrix`` (a ``_LUMA_WEIGHTS`` key) and limited or full range.
 
     OpenCV's matrix transform, then a 2x2 average for chroma: luma within 1 level of swscale's. swscale filters
     chroma vertically instead, so chroma differs by up to 3 levels (0.06 on average) on a real 720p frame, and
@@ -346,7 +355,7 @@ def rgb_to_yuv420(rgb: np.ndarray, matrix: str | None = "ITU709", full_range: bo
     h, w = rgb.shape[:2]
     yuv = cv2.transform(np.ascontiguousarray(rgb), m)  # (h, w, 3) uint8, rounded and clipped
     chroma = cv2.resize(yuv, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
-    return np.concatenate([yuv[..., 0].ravel(), chroma[..., 1].ravel(), chroma[..., 2].ravel()]).reshape(-1, w)
+    return cv2.extractChannel(yuv, 0), cv2.extractChannel(chroma, 1), cv2.extractChannel(chroma, 2)
 
 
 def _decode_video(container: av.container.InputContainer, path: Path,
@@ -803,17 +812,16 @@ class VideoWriter:
                 if edit.before is not None:
                     before[y0 - ey0:y0 - ey0 + edit.before.shape[0], x0 - ex0:x0 - ex0 + edit.before.shape[1]] = \
                         edit.before
-                after = self._to_yuv(image[ey0:ey1, ex0:ex1])
-                pw, ph = ex1 - ex0, ey1 - ey0
-                for dst, new, old, f in zip(_plane_views(frame), _planes(after, pw, ph),
-                                            _planes(self._to_yuv(before), pw, ph), (1, 2, 2)):
+                for dst, new, old, f in zip(_plane_views(frame), self._to_yuv(image[ey0:ey1, ex0:ex1]),
+                                            self._to_yuv(before), (1, 2, 2)):
                     region = dst[ey0 // f:ey0 // f + new.shape[0], ex0 // f:ex0 // f + new.shape[1]]
-                    region[...] = np.clip(new + (region - old), 0, 255)
+                    change = np.subtract(new, old, dtype=np.int16)
+                    region[...] = np.clip(np.add(change, region, out=change), 0, 255, out=change)
         return _fill_padding(self._tag(frame))
 
-    def _to_yuv(self, rgb: np.ndarray) -> np.ndarray:
-        """(h * 3 / 2, w) int16 4:2:0 planes of ``rgb`` (h, w, 3) with the reused sources' matrix and range."""
-        return rgb_to_yuv420(rgb, self._matrix, self._full_range).astype(np.int16)
+    def _to_yuv(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The 4:2:0 planes (``yuv420_planes``) of ``rgb`` (h, w, 3) with the reused sources' matrix and range."""
+        return yuv420_planes(rgb, self._matrix, self._full_range)
 
     def _tagged(self, yuv: np.ndarray) -> av.VideoFrame:
         return self._tag(_frame_of(yuv, self.width + self.width % 2, self.height + self.height % 2))
