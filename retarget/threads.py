@@ -6,8 +6,8 @@ frame overlaps with the generation of the next.
 
 from __future__ import annotations
 
-import queue
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -15,25 +15,65 @@ T = TypeVar("T")
 _DONE = object()
 
 
-def prefetch(items: Iterator[T], depth: int = 4) -> Iterator[T]:
-    """Yield ``items`` while a background thread produces up to ``depth`` ahead; its errors re-raise here."""
-    box: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
+class Handoff:
+    """A bounded first-in first-out buffer from one producing thread to one consuming thread that wakes each side
+    in batches: a producer that finds it full sleeps until the consumer has emptied it to half, and a consumer
+    that finds it empty sleeps until ``batch`` items (or the last one) are in.
+
+    Waking a sleeping thread costs about 20 us of CPU time on this project's 2-core machine (a round trip through
+    two ``queue.Queue`` s between two threads: 45 us of CPU, 33 of them in the kernel), and a hand-over one item
+    at a time woke a thread for every frame, on each of the job's streams (README, speed)."""
+
+    def __init__(self, depth: int, batch: int = 1) -> None:
+        self._items: deque = deque()
+        self._ready = threading.Condition()
+        self._depth, self._low, self._batch = depth, depth // 2, min(batch, depth)
+        self._ended = self._closed = False
+
+    def put(self, item: object, last: bool = False) -> bool:
+        """Append ``item`` (``last``: no more will come), waiting while the buffer is full; False, and nothing
+        appended, once the consumer has closed it."""
+        with self._ready:
+            if len(self._items) >= self._depth:
+                self._ready.wait_for(lambda: self._closed or len(self._items) <= self._low)
+            if self._closed:
+                return False
+            self._items.append(item)
+            self._ended = self._ended or last
+            if last or len(self._items) >= self._batch:
+                self._ready.notify()
+            return True
+
+    def get(self) -> Any:
+        """The oldest item, waiting for one (for ``batch`` of them, or the last one) while the buffer is empty."""
+        with self._ready:
+            if not self._items:
+                self._ready.wait_for(lambda: len(self._items) >= self._batch or (self._ended and self._items))
+            item = self._items.popleft()
+            if len(self._items) == self._low:
+                self._ready.notify()
+            return item
+
+    def close(self) -> None:
+        """The consumer stops taking items: a waiting producer returns, and later puts are refused."""
+        with self._ready:
+            self._closed = True
+            self._ready.notify_all()
+
+
+def prefetch(items: Iterator[T], depth: int = 8) -> Iterator[T]:
+    """Yield ``items`` while a background thread produces up to ``depth`` ahead (``Handoff``); its errors re-raise
+    here."""
+    box = Handoff(depth)
 
     def produce() -> None:
         try:
             for item in items:
-                while not stop.is_set():
-                    try:
-                        box.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not box.put(item):
                     return
-            box.put(_DONE)
+            box.put(_DONE, last=True)
         except BaseException as exc:  # handed to the consumer
-            box.put(exc)
+            box.put(exc, last=True)
 
     worker = threading.Thread(target=produce, name="prefetch", daemon=True)
     worker.start()
@@ -46,7 +86,7 @@ def prefetch(items: Iterator[T], depth: int = 4) -> Iterator[T]:
                 raise item
             yield item
     finally:
-        stop.set()
+        box.close()
         worker.join(timeout=5)
         close = getattr(items, "close", None)
         if close is not None and not worker.is_alive():
@@ -54,11 +94,12 @@ def prefetch(items: Iterator[T], depth: int = 4) -> Iterator[T]:
 
 
 class BackgroundCalls:
-    """Run ``fn(*args)`` calls in order on one background thread; ``finish`` waits and re-raises errors."""
+    """Run ``fn(*args)`` calls in order on one background thread; ``finish`` waits and re-raises errors. Calls are
+    handed over in pairs (``Handoff``), the last one on its own."""
 
     def __init__(self, fn: Callable[..., Any], depth: int = 4) -> None:
         self._fn = fn
-        self._box: queue.Queue = queue.Queue(maxsize=depth)
+        self._box = Handoff(depth, batch=2)
         self._error: BaseException | None = None
         self._worker = threading.Thread(target=self._run, name="writer", daemon=True)
         self._worker.start()
@@ -80,7 +121,7 @@ class BackgroundCalls:
         self._box.put(args)
 
     def finish(self) -> None:
-        self._box.put(_DONE)
+        self._box.put(_DONE, last=True)
         self._worker.join()
         if self._error is not None:
             raise self._error
