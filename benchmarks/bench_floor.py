@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from machine import machine_summary, save_result
+from machine import compile_bytecode, machine_summary, save_result
 
 ROOT = Path(__file__).resolve().parent.parent
 MEDIA = ROOT.parent / "shared" / "media"
@@ -64,6 +64,7 @@ def main() -> None:
     if shutil.which("ffmpeg") is None:
         sys.exit("needs the ffmpeg executable on PATH for the reference transcode (e.g. apt-get install ffmpeg)")
     WORK.mkdir(parents=True, exist_ok=True)
+    print(compile_bytecode(Path(__file__).resolve().parent.parent / "retarget"), file=sys.stderr)
     runs = {
         "ffmpeg transcode": ["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-y", "-i", str(target),
                              "-c:v", "libx264", "-preset", "veryfast", "-c:a", "copy", str(WORK / "ref.mp4")],

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
-from machine import cpu_model, version
+from machine import compile_bytecode, cpu_model, version
 
 REPO = Path(__file__).resolve().parent.parent
 WORK = REPO / "benchmarks" / "work" / "bench_main"
@@ -520,7 +520,7 @@ def fmt_mib(kib: int) -> str:
 
 def build_report(args: argparse.Namespace, started: dt.datetime, drive: Clip, target: Clip,
                  rounds: Rounds, memory: list[Run] | None, memory_skipped: bool,
-                 code_before: str, code_after: str, load_start: str) -> str:
+                 code_before: str, code_after: str, load_start: str, bytecode: str = "") -> str:
     import av
 
     median = rounds.median_round
@@ -538,7 +538,8 @@ def build_report(args: argparse.Namespace, started: dt.datetime, drive: Clip, ta
         f"- Command: `{shlex.join(getattr(sys, 'orig_argv', [sys.executable] + sys.argv))}` (cwd `{Path.cwd()}`)",
         f"- Code under test: `{REPO}` at {code_before}"
         + ("" if args.live_tree else f" — copied at the start into `{(WORK / 'code').relative_to(REPO)}/` and run "
-           "from there, so edits made during the run do not reach the measurement"),
+           "from there, so edits made during the run do not reach the measurement")
+        + (f"; {bytecode}" if bytecode else ""),
         f"- CPU: {cpu_model()} — {cores} logical cores ({usable} usable), RAM {mem_total()}",
         f"- OS: {platform.platform()}; Python {platform.python_version()}; load average at start {load_start}, "
         f"at end {loadavg()} (other work on these cores skews every number)",
@@ -722,6 +723,8 @@ def main(argv: list[str] | None = None) -> int:
                 raise BenchError(f"the code snapshot in {code} is not what `python -m retarget` imports there: "
                                  f"{check.stdout.strip() or check.stderr.strip()[-500:]}")
             log(f"measuring a snapshot of the working tree ({code_before}) in {code}")
+        bytecode = compile_bytecode(code / "retarget")
+        log(bytecode)
         timer = gnu_time()
         log(f"peak memory via {timer + ' -v' if timer else 'os.wait4 rusage (GNU time not found)'}")
         warm_cache(target_path, drive_path)
@@ -747,7 +750,7 @@ def main(argv: list[str] | None = None) -> int:
         if code_after != code_before:
             log(f"WARNING: retarget/ changed during the run ({code_before} -> {code_after})")
         report = build_report(args, started, drive, target, rounds, memory, args.skip_memory,
-                              code_before, code_after, load_start)
+                              code_before, code_after, load_start, bytecode)
         RESULTS.mkdir(parents=True, exist_ok=True)
         out = RESULTS / f"{started:%Y-%m-%d}-main.md"
         out.write_text(report)

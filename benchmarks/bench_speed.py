@@ -22,7 +22,7 @@ from pathlib import Path
 
 import av
 import cv2
-from machine import machine_summary, save_result
+from machine import compile_bytecode, machine_summary, save_result
 
 ROOT = Path(__file__).resolve().parent.parent
 MEDIA = ROOT.parent / "shared" / "media"
@@ -66,6 +66,7 @@ def main() -> None:
     if not source.exists():
         raise SystemExit(f"shared media not found at {MEDIA}")
     WORK.mkdir(parents=True, exist_ok=True)
+    print(compile_bytecode(Path(__file__).resolve().parent.parent / "retarget"), file=sys.stderr)
     py = [sys.executable, "-m", "retarget"]
     rows = []
     first_frame = None
