@@ -104,7 +104,7 @@ def _plan_render_report(inputs: Inputs, motion: DriveMotion, target_clip: ClipAn
         if config.generator == "warp" and not (inputs.target.is_still and config.pose):
             settings.setdefault("head", 0.0)  # only a still target's head moves as a whole
         generator = make_generator(config.generator, **settings)
-        with progress.note_if_slow("compiling the warp generator's loops (once after an install: a few seconds)"):
+        with progress.note_if_slow("compiling the warp generator's loops (once after an install: about 15 s)"):
             generator.prepare(target_clip.expression.neutral)
     # 5. render: decode, generate, paste back, encode with the audio
     if image_output:

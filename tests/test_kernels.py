@@ -343,8 +343,9 @@ def test_kernels_cache_in_a_temporary_folder_where_numba_finds_no_other(tmp_path
     import sys
 
     code = ("import numpy as np\n"
-            "from retarget.generators.warp import outline_distance\n"
-            "print(outline_distance(np.array([[0.2, 0.2]]), np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]]))[0][0])\n")
+            "from retarget.generators.warp import _jit_kernels\n"
+            "k = _jit_kernels()\n"
+            "print(k.outline_distance(np.array([[0.2, 0.2]]), np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]]))[0][0])\n")
     env = dict(os.environ, NUMBA_CACHE_LOCATOR_CLASSES="IPythonCacheLocator", TMPDIR=str(tmp_path))
     blocked = subprocess.run([sys.executable, "-c", "import retarget.generators.kernels"], env=env,
                              capture_output=True, text=True, timeout=300)

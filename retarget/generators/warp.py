@@ -37,7 +37,40 @@ from .eyelids import LidStretch, keep_lash_lines, lid_stretch
 
 @functools.lru_cache(maxsize=1)
 def _kernels():
-    """The compiled loops (the ``kernels`` module), imported on first use.
+    """The compiled loops: the module built ahead of time (``aot``; built here on first use after an install,
+    about 13 s), so a run does not import numba; where it cannot be built, numba's JIT kernels (``kernels``)."""
+    from . import aot
+
+    built = aot.load()
+    if built is None and aot.unbuildable() is None:
+        built = aot.build()
+    return _JitFallback(built) if built is not None else _jit_kernels()
+
+
+class _JitFallback:
+    """The built module's kernels; a call its signatures (``aot.SIGNATURES``) do not take goes to the JIT's kernel
+    instead (the same bits, once numba has loaded): the built module would read the arrays as the wrong type."""
+
+    def __init__(self, module) -> None:
+        self._module = module
+
+    def __getattr__(self, name: str):
+        from .aot import accepts
+
+        built = getattr(self._module, name)
+
+        def call(*args):
+            if accepts(name, args):
+                return built(*args)
+            return getattr(_jit_kernels(), name)(*args)
+
+        setattr(self, name, call)
+        return call
+
+
+@functools.lru_cache(maxsize=1)
+def _jit_kernels():
+    """The ``kernels`` module, compiled by numba's JIT on first use and cached.
 
     numba caches them beside their source, else in the user's cache folder. Where neither is writable (a
     read-only install and no home, as in some containers) it refuses to import them at all; they are then
