@@ -139,8 +139,9 @@ def load(folders: list[Path] | None = None) -> ModuleType | None:
 
 def unbuildable(folders: list[Path] | None = None) -> str | None:
     """Why an earlier build of the current module failed (noted in a cache folder), or None."""
+    name = module_name()
     for folder in folders or cache_folders():
-        note = folder / f"{module_name()}.unbuildable"
+        note = folder / f"{name}.unbuildable"
         if note.is_file():
             return note.read_text().strip() or "unknown"
     return None
