@@ -31,6 +31,7 @@ from .motion import DriveMotion, envelope, from_clip, from_curves, from_edit
 from .plan import RenderPlan, build_plan, build_shot_plan
 from .progress import Progress
 from .quiet import native_stderr_silenced
+from .spill import FrameRows, spill
 from .threads import BackgroundCalls, prefetch
 from .types import AU_NAMES, Frame, MediaInfo, RetargetResult, StageTimes, Track
 from .video import SourceEdit, VideoWriter, probe, read_frames, read_still
@@ -57,6 +58,7 @@ def is_au_csv(path: Path) -> bool:
     return Path(path).suffix.lower() == ".csv"
 
 
+@heap.trimming
 def run(drive: Path, target: Path, output: Path, config: RetargetConfig, preview: Path | None = None,
         show_progress: bool = True) -> RetargetResult:
     """The main job: a driver video (or an AU curve CSV) drives the target video or still."""
@@ -99,6 +101,7 @@ def _plan_render_report(inputs: Inputs, motion: DriveMotion, target_clip: ClipAn
         else:
             plan = build_plan(motion, target_clip, inputs.target.is_still, config)
         release_normalised(motion, target_clip, shots)
+        spilled = [] if image_output else spill_frames(plan, motion, target_clip, shots, inputs.output.parent)
         heap.trim()  # the plan's whole-clip temporaries, before the generator and the render's frames come
         settings = generator_settings(config)
         if config.generator == "warp" and not (inputs.target.is_still and config.pose):
@@ -106,13 +109,17 @@ def _plan_render_report(inputs: Inputs, motion: DriveMotion, target_clip: ClipAn
         generator = make_generator(config.generator, **settings)
         with progress.note_if_slow("compiling the warp generator's loops (once after an install: about 15 s)"):
             generator.prepare(target_clip.expression.neutral)
-    # 5. render: decode, generate, paste back, encode with the audio
-    if image_output:
-        written = render_image(inputs, plan, generator, config, timings)
-    else:
-        written = render(inputs, plan, generator, config, progress, timings, _output_timing(inputs, motion))
-    # 6. report: the resolved configuration and the AU trajectories used, next to the output
-    sidecar = write_report(inputs, config, plan, motion, target_clip, timings, shots, notes)
+    try:
+        # 5. render: decode, generate, paste back, encode with the audio
+        if image_output:
+            written = render_image(inputs, plan, generator, config, timings)
+        else:
+            written = render(inputs, plan, generator, config, progress, timings, _output_timing(inputs, motion))
+        # 6. report: the resolved configuration and the AU trajectories used, next to the output
+        sidecar = write_report(inputs, config, plan, motion, target_clip, timings, shots, notes)
+    finally:
+        for rows in spilled:
+            rows.close()
     return RetargetResult(
         output=inputs.output, frames_written=written,
         drive_frames_without_face=int((~motion.found).sum()),
@@ -134,6 +141,35 @@ def release_normalised(motion: DriveMotion, target: ClipAnalysis,
     motion.normalised = None
     for clip in [target] + [shot for _, shot in shots or [] if shot is not None]:
         clip.expression.normalised = None
+
+
+def spill_frames(plan: RenderPlan, motion: DriveMotion, target: ClipAnalysis,
+                 shots: list[tuple[int, ClipAnalysis | None]] | None, directory: Path) -> list[FrameRows]:
+    """Move the plan's whole-clip landmark arrays (T, 478, 3) to unlinked temporary files in ``directory``
+    (``spill``), in place: its ``source`` (the target's tracked landmarks, as ``target`` and its ``shots`` hold
+    them too), ``destination`` and ``drive_landmarks`` (the driver's, as ``motion`` holds them). The render and
+    the report read them a frame at a time, so the job's memory while it renders does not grow with the clip's
+    length (README, speed and memory). Returns the spilled arrays, to be closed once the job is done."""
+    spilled = []
+    if plan.source.strides[0] != 0:  # a still's landmarks are one row broadcast to every frame: nothing to move
+        source = spill(plan.source, directory)
+        spilled.append(source)
+        if plan.source is target.track.landmarks:
+            target.track.landmarks = source
+            for start, shot in shots or []:
+                if shot is not None:
+                    shot.track.landmarks = source[start:start + len(shot.track)]
+        plan.source = source
+    if plan.destination.strides[0] != 0:
+        plan.destination = spill(plan.destination, directory)
+        spilled.append(plan.destination)
+    if plan.drive_landmarks is not None:
+        drive = spill(plan.drive_landmarks, directory)
+        spilled.append(drive)
+        if motion.landmarks is plan.drive_landmarks:
+            motion.landmarks = drive
+        plan.drive_landmarks = drive
+    return spilled
 
 
 @dataclass
@@ -227,6 +263,7 @@ def _curve_motion(path: Path, target: ClipAnalysis, still: bool, config: Retarge
         raise RetargetError(f"{path}: {exc}") from None
 
 
+@heap.trimming
 def run_edit(target: Path, output: Path, config: RetargetConfig, deltas: dict[str, float],
              start: float | None = None, stop: float | None = None, ramp: float = 0.0,
              duration: float | None = None, show_progress: bool = True) -> RetargetResult:

@@ -1,0 +1,116 @@
+"""Whole-clip per-frame arrays kept on disk while a clip renders, so that memory does not grow with its length.
+
+The render reads the plan one frame at a time: the target's landmarks and where they go, and the driver's
+landmarks (478 x 3 float32 each, 5.6 KiB a frame). Held in memory they grew the job's peak with the clip's
+length (an hour at 30 fps: 1.8 GB); written to an unlinked temporary file beside the output they take disk
+instead, and a block of frames is read back at a time.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+
+BLOCK = 64  # rows read back at once
+CACHED_BLOCKS = 4  # blocks kept: the render's frame, the eye lender's and the driver's each stay in one
+
+
+class _RowFile:
+    """The unlinked file and the blocks of it last read, shared by a ``FrameRows`` and the views of it."""
+
+    def __init__(self, file, row_shape: tuple[int, ...], dtype: np.dtype, rows: int) -> None:
+        self.file = file
+        self.row_shape, self.dtype, self.rows = row_shape, dtype, rows
+        self.row_bytes = int(np.prod(row_shape, dtype=np.int64)) * dtype.itemsize
+        self.blocks: OrderedDict[int, np.ndarray] = OrderedDict()
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """Rows ``start:stop`` (a new array)."""
+        count = max(0, stop - start)
+        data = os.pread(self.file.fileno(), count * self.row_bytes, start * self.row_bytes)
+        if len(data) != count * self.row_bytes:
+            raise OSError(f"the temporary frame file {self.file.name} was cut short")
+        return np.frombuffer(bytearray(data), self.dtype).reshape((count,) + self.row_shape)
+
+    def row(self, index: int) -> np.ndarray:
+        """Row ``index`` (a read-only view of a cached block)."""
+        k = index // BLOCK
+        block = self.blocks.get(k)
+        if block is None:
+            block = self.read(k * BLOCK, min(self.rows, (k + 1) * BLOCK))
+            block.setflags(write=False)
+            self.blocks[k] = block
+            if len(self.blocks) > CACHED_BLOCKS:
+                self.blocks.popitem(last=False)
+        else:
+            self.blocks.move_to_end(k)
+        return block[index - k * BLOCK]
+
+
+class FrameRows:
+    """A read-only (T, ...) array whose rows live in an unlinked temporary file (``spill``).
+
+    Indexing with an int reads that row (a block of ``BLOCK`` rows is read and cached); a slice with step 1
+    gives a view of the same file; ``np.asarray`` reads every row. Meant for arrays read frame by frame.
+    """
+
+    def __init__(self, rows: _RowFile, start: int = 0, stop: int | None = None) -> None:
+        self._rows = rows
+        self._start = start
+        self._stop = rows.rows if stop is None else stop
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self),) + self._rows.row_shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self._rows.dtype
+
+    @property
+    def ndim(self) -> int:
+        return 1 + len(self._rows.row_shape)
+
+    def __len__(self) -> int:
+        return self._stop - self._start
+
+    def __getitem__(self, key):
+        if isinstance(key, (int, np.integer)):
+            index = int(key) + (len(self) if key < 0 else 0)
+            if not 0 <= index < len(self):
+                raise IndexError(f"row {int(key)} out of range for {len(self)} rows")
+            return self._rows.row(self._start + index)
+        if isinstance(key, slice) and key.step in (None, 1):
+            start, stop, _ = key.indices(len(self))
+            return FrameRows(self._rows, self._start + start, self._start + max(start, stop))
+        return np.asarray(self)[key]
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        out = self._rows.read(self._start, self._stop)
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+    def close(self) -> None:
+        """Close the file (every view of it); it is already unlinked, so this frees its disk space."""
+        self._rows.blocks.clear()
+        self._rows.file.close()
+
+
+def spill(array: np.ndarray, directory: str | Path | None = None) -> FrameRows:
+    """``array`` (T, ...) written to an unlinked temporary file in ``directory`` (default: the system's temporary
+    folder) and given back as ``FrameRows``. The file has no name to leave behind: the system frees it when
+    the last reference is closed or the process ends, however it ends."""
+    array = np.ascontiguousarray(array)
+    file = tempfile.TemporaryFile(dir=directory, prefix=".retarget-frames-")
+    try:
+        step = max(1, (8 << 20) // max(1, array[0].nbytes if len(array) else 1))  # about 8 MiB a write
+        for start in range(0, len(array), step):
+            file.write(array[start:start + step].tobytes())
+        file.flush()
+    except BaseException:
+        file.close()
+        raise
+    return FrameRows(_RowFile(file, array.shape[1:], array.dtype, len(array)))

@@ -1,0 +1,175 @@
+"""Whole-clip per-frame arrays on disk while a clip renders (``retarget.spill``, ``pipeline.spill_frames``), and
+the heap trimmed while a job runs (``heap.Trimming``): what keeps a long clip's memory from growing."""
+
+from __future__ import annotations
+
+import gc
+import os
+import threading
+import time
+import weakref
+
+import numpy as np
+import pytest
+from test_render_steps import PaintGenerator
+from test_shots import FPS, _elsewhere, _other_person, _talking_driver, _two_shot_track
+
+from retarget import heap, spill
+from retarget.analysis import analyse_clip, shot_analyses
+from retarget.config import RetargetConfig
+from retarget.pipeline import EyeLenders, _generate_face, release_normalised, spill_frames
+from retarget.plan import build_plan, build_shot_plan
+from retarget.spill import FrameRows
+from retarget.types import Track
+
+
+def _rows(n: int = 300, seed: int = 0) -> np.ndarray:
+    rows = np.random.default_rng(seed).normal(size=(n, 478, 3)).astype(np.float32)
+    rows[n // 2] = np.nan  # a frame without a face
+    return rows
+
+
+def test_rows_read_back_as_written_in_any_order(tmp_path) -> None:
+    array = _rows()
+    rows = spill.spill(array, tmp_path)
+    assert len(rows) == 300 and rows.shape == (300, 478, 3) and rows.dtype == np.float32 and rows.ndim == 3
+    # more blocks than are cached, visited back and forth: every row is its own, not a cached block's neighbour
+    order = np.random.default_rng(1).permutation(300).tolist() + list(range(299, -1, -7))
+    for t in order:
+        assert np.array_equal(rows[t], array[t], equal_nan=True), t
+    assert np.array_equal(rows[-1], array[-1]) and np.array_equal(rows[np.int64(5)], array[5])
+    assert np.array_equal(np.asarray(rows), array, equal_nan=True)
+    with pytest.raises(IndexError):
+        rows[300]
+    with pytest.raises(ValueError):
+        rows[3][0, 0] = 1.0  # a row shares its cached block: read-only
+
+
+def test_a_slice_is_a_view_of_the_same_rows(tmp_path) -> None:
+    array = _rows(200)
+    rows = spill.spill(array, tmp_path)
+    part = rows[50:130]
+    assert isinstance(part, FrameRows) and len(part) == 80
+    assert np.array_equal(part[3], array[53]) and np.array_equal(part[-1], array[129])
+    inner = part[10:20]
+    assert np.array_equal(np.asarray(inner), array[60:70])
+    assert np.array_equal(np.asarray(rows[190:500]), array[190:])  # clipped as numpy clips
+    assert len(rows[120:100]) == 0
+    assert np.array_equal(rows[[3, 7]], array[[3, 7]])  # anything else reads the rows, then indexes them
+
+
+def test_the_file_has_no_name_to_leave_behind(tmp_path) -> None:
+    rows = spill.spill(_rows(10), tmp_path)
+    assert os.listdir(tmp_path) == []  # unlinked from the start: a killed job leaves nothing
+    assert np.array_equal(rows[9], _rows(10)[9])
+    rows.close()
+    with pytest.raises(ValueError):
+        rows[0]  # closed: its disk space is freed
+
+
+def test_no_rows(tmp_path) -> None:
+    rows = spill.spill(np.zeros((0, 478, 3), np.float32), tmp_path)
+    assert len(rows) == 0 and np.asarray(rows).shape == (0, 478, 3)
+
+
+def _cut_clip(astronaut_landmarks):
+    first = np.asarray(astronaut_landmarks, np.float32)
+    track = _two_shot_track(first, _elsewhere(_other_person(first)))
+    clip = analyse_clip(track, FPS, None, 0.2, 0.33)
+    return first, clip, shot_analyses(clip, None)
+
+
+def test_the_plan_moves_to_disk_and_its_arrays_leave_memory(astronaut_landmarks, tmp_path) -> None:
+    first, clip, shots = _cut_clip(astronaut_landmarks)
+    drive = _talking_driver(first)
+    plan = build_shot_plan(drive, shots, clip.track, RetargetConfig())
+    source, destination, driver = (np.array(a) for a in (plan.source, plan.destination, plan.drive_landmarks))
+    gone = [weakref.ref(a) for a in (plan.source, plan.destination, plan.drive_landmarks)]
+    release_normalised(drive, clip, shots)
+    spilled = spill_frames(plan, drive, clip, shots, tmp_path)
+    assert len(spilled) == 3 and all(isinstance(a, FrameRows) for a in spilled)
+    # the target's track and its shots read the same file; the driver's motion too
+    assert clip.track.landmarks is plan.source and drive.landmarks is plan.drive_landmarks
+    for start, shot in shots:
+        assert np.array_equal(np.asarray(shot.track.landmarks), source[start:start + len(shot.track)])
+    assert np.array_equal(np.asarray(plan.source), source, equal_nan=True)
+    assert np.array_equal(np.asarray(plan.destination), destination, equal_nan=True)
+    assert np.array_equal(np.asarray(plan.drive_landmarks), driver)
+    gc.collect()
+    assert [ref() for ref in gone] == [None, None, None]  # nothing holds the in-memory arrays any more
+    for rows in spilled:
+        rows.close()
+
+
+def test_a_spilled_plan_renders_the_same_faces(astronaut_landmarks, tmp_path) -> None:
+    first, clip, _ = _cut_clip(astronaut_landmarks)
+    whole = Track(clip.track.times, clip.track.landmarks.copy(), clip.track.found, 1280, 720)
+    target = analyse_clip(whole, FPS, None, 0.2, 0.33)
+    drive = _talking_driver(first)
+    plan = build_plan(drive, target, False, RetargetConfig())
+    kept = build_plan(drive, target, False, RetargetConfig())
+    plan.eye_reference = kept.eye_reference = np.where(np.arange(len(plan)) % 5 == 4, np.arange(len(plan)) - 2, -1)
+    spill_frames(plan, drive, target, None, tmp_path)
+    image = np.zeros((720, 1280, 3), np.uint8)
+    edits = []
+    for p in (kept, plan):
+        generator, lenders = PaintGenerator(), EyeLenders(p)
+        for t in range(len(p)):
+            reference = lenders.see(t, image)
+            assert _generate_face(image, t, p, generator, None, None, reference) is not None
+            assert (reference is None) == (t % 5 != 4)
+            if reference is not None:
+                assert np.array_equal(reference[1], kept.source[t - 2])
+        edits.append(generator.edits)
+    for a, b in zip(*edits, strict=True):
+        assert np.array_equal(a.source, b.source) and np.array_equal(a.destination, b.destination)
+
+
+def test_a_still_keeps_its_one_row_in_memory(astronaut_landmarks, tmp_path) -> None:
+    first = np.asarray(astronaut_landmarks, np.float32)
+    still = analyse_clip(Track(np.zeros(1), first[None].copy(), np.ones(1, bool), 512, 512), FPS, None, 0.2, 0.33,
+                         population_neutral=True)
+    drive = _talking_driver(first)
+    plan = build_plan(drive, still, True, RetargetConfig())
+    source = plan.source
+    spilled = spill_frames(plan, drive, still, None, tmp_path)
+    assert plan.source is source and plan.source.strides[0] == 0  # one row broadcast: nothing to move
+    assert len(spilled) == 2 and plan.destination is spilled[0] and plan.drive_landmarks is spilled[1]
+
+
+class _FakeLibc:
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, str]] = []
+
+    def malloc_trim(self, pad: int) -> int:
+        self.calls.append((pad, threading.current_thread().name))
+        return 1
+
+
+def test_the_heap_is_trimmed_while_a_job_runs_and_not_after(monkeypatch) -> None:
+    libc = _FakeLibc()
+    monkeypatch.setattr(heap, "_glibc", lambda: libc)
+    with heap.Trimming(period=0.01) as trimming:
+        time.sleep(0.2)
+    done = len(libc.calls)
+    assert done >= 3 and trimming.count == done
+    assert set(libc.calls) == {(0, "heap-trim")}  # all of it, from a thread of its own
+    time.sleep(0.05)
+    assert len(libc.calls) == done and not any(t.name == "heap-trim" for t in threading.enumerate())
+
+
+def test_a_trimmed_function_runs_under_trimming(monkeypatch) -> None:
+    libc = _FakeLibc()
+    monkeypatch.setattr(heap, "_glibc", lambda: libc)
+    monkeypatch.setattr(heap, "TRIM_PERIOD", 0.01)
+
+    @heap.trimming
+    def job(x: int) -> int:
+        time.sleep(0.1)
+        return x + 1
+
+    assert job(1) == 2 and len(libc.calls) >= 2
+    monkeypatch.setattr(heap, "_glibc", lambda: None)  # not glibc: no thread, and the job still runs
+    with heap.Trimming(period=0.01) as trimming:
+        time.sleep(0.05)
+    assert trimming.count == 0
