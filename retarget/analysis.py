@@ -33,16 +33,21 @@ class ClipAnalysis:
 
 
 def analyse_clip(track: Track, fps: float, neutral_time: float | None,
-                 smooth_landmarks: float, smooth_pose: float, population_neutral: bool = False) -> ClipAnalysis:
+                 smooth_landmarks: float, smooth_pose: float, population_neutral: bool = False,
+                 consume: bool = False) -> ClipAnalysis:
     """Smooth the landmarks (zero-phase), fit head pose, normalise, and measure expression.
 
     ``population_neutral`` measures the AUs from a typical resting face instead of the clip's own neutral
     (``expression.analyse``); meant for a still image, which would otherwise read 0 on every AU.
+    ``consume``: the landmarks are smoothed in place in ``track.landmarks`` (float32), which the analysis then
+    holds, so that a long clip's analysis has one whole-clip copy of them fewer (the main job: its raw tracks
+    are not read again).
     """
     if not track.found.any():
         raise ValueError("no face")
-    steady = smooth(track.landmarks, fps, smooth_landmarks, valid=track.found, cuts=track.cuts).astype(
-        np.float32, copy=False)
+    in_place = consume and track.landmarks.dtype == np.float32 and track.landmarks.flags.c_contiguous
+    steady = smooth(track.landmarks, fps, smooth_landmarks, valid=track.found, cuts=track.cuts,
+                    out=track.landmarks if in_place else None).astype(np.float32, copy=False)
     steady[~track.found] = np.nan
     smoothed = Track(track.times, steady, track.found, track.width, track.height, track.cuts)
     reference = reference_shape(smoothed)

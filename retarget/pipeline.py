@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,7 @@ from .plan import RenderPlan, build_plan, build_shot_plan
 from .progress import Progress
 from .quiet import native_stderr_silenced
 from .spill import FrameRows, spill
+from .spill import empty as spill_empty
 from .threads import BackgroundCalls, prefetch
 from .types import AU_NAMES, Frame, MediaInfo, RetargetResult, StageTimes, Track
 from .video import SourceEdit, VideoWriter, probe, read_frames, read_still
@@ -96,10 +98,12 @@ def _plan_render_report(inputs: Inputs, motion: DriveMotion, target_clip: ClipAn
                         notes: tuple[str, ...] = ()) -> RetargetResult:
     # 4. plan every output frame: transfer, gains, smoothing, timing
     with _timed(timings, "plan"):
+        # a video's frames' destinations go to disk as they are planned (``spill_frames``, below)
+        allocate = np.empty if image_output else partial(spill_empty, directory=inputs.output.parent)
         if shots is not None:
-            plan = build_shot_plan(motion, shots, target_clip.track, config)
+            plan = build_shot_plan(motion, shots, target_clip.track, config, allocate)
         else:
-            plan = build_plan(motion, target_clip, inputs.target.is_still, config)
+            plan = build_plan(motion, target_clip, inputs.target.is_still, config, allocate=allocate)
         release_normalised(motion, target_clip, shots)
         spilled = [] if image_output else spill_frames(plan, motion, target_clip, shots, inputs.output.parent)
         heap.trim()  # the plan's whole-clip temporaries, before the generator and the render's frames come
@@ -147,10 +151,11 @@ def spill_frames(plan: RenderPlan, motion: DriveMotion, target: ClipAnalysis,
                  shots: list[tuple[int, ClipAnalysis | None]] | None, directory: Path) -> list[FrameRows]:
     """Move the plan's whole-clip landmark arrays (T, 478, 3) to unlinked temporary files in ``directory``
     (``spill``), in place: its ``source`` (the target's tracked landmarks, as ``target`` and its ``shots`` hold
-    them too), ``destination`` and ``drive_landmarks`` (the driver's, as ``motion`` holds them). The render and
-    the report read them a frame at a time, so the job's memory while it renders does not grow with the clip's
-    length (README, speed and memory). Returns the spilled arrays, to be closed once the job is done."""
-    spilled = []
+    them too), ``destination`` (unless the plan wrote it to disk itself) and ``drive_landmarks`` (the driver's,
+    as ``motion`` holds them). The render and the report read them a frame at a time, so the job's memory while
+    it renders does not grow with the clip's length (README, speed and memory). Returns the arrays on disk, to
+    be closed once the job is done."""
+    spilled = [plan.destination] if isinstance(plan.destination, FrameRows) else []
     if plan.source.strides[0] != 0:  # a still's landmarks are one row broadcast to every frame: nothing to move
         source = spill(plan.source, directory)
         spilled.append(source)
@@ -160,7 +165,7 @@ def spill_frames(plan: RenderPlan, motion: DriveMotion, target: ClipAnalysis,
                 if shot is not None:
                     shot.track.landmarks = source[start:start + len(shot.track)]
         plan.source = source
-    if plan.destination.strides[0] != 0:
+    if not isinstance(plan.destination, FrameRows) and plan.destination.strides[0] != 0:
         plan.destination = spill(plan.destination, directory)
         spilled.append(plan.destination)
     if plan.drive_landmarks is not None:
@@ -467,7 +472,7 @@ def _analyse(track: Track, info: MediaInfo, neutral: float | None, config: Retar
         raise RetargetError(f"--{'drive' if role == 'driver' else 'target'}-neutral {neutral} s is outside "
                             f"the {role}'s 0-{track.times[-1]:.2f} s")
     fps = float(info.fps) if info.fps else 25.0
-    return analyse_clip(track, fps, neutral, config.smooth_expression, config.smooth_pose)
+    return analyse_clip(track, fps, neutral, config.smooth_expression, config.smooth_pose, consume=True)
 
 
 def _audio_source(inputs: Inputs, config: RetargetConfig) -> Path | None:

@@ -6,6 +6,7 @@ zero-phase while the frames themselves still stream.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -57,16 +58,21 @@ class RenderPlan:
         return len(self.times)
 
 
+# Makes an array of a shape and dtype to write into: ``np.empty``, or one on disk (``spill.empty``)
+Allocate = Callable[[tuple[int, ...], type], np.ndarray]
+
 # Output frames planned at once: a long clip's (T, 478, 3) temporaries (the target's own shapes, the driver's
 # displacement, the transferred shapes) exist a block at a time, beside the one whole-clip destination
 PLAN_BLOCK = 2048
 
 
 def build_plan(drive: DriveMotion, target: ClipAnalysis, still_target: bool, config: RetargetConfig,
-               out_times: np.ndarray | None = None, eyes_ahead: bool = True) -> RenderPlan:
+               out_times: np.ndarray | None = None, eyes_ahead: bool = True,
+               allocate: Allocate = np.empty) -> RenderPlan:
     """Plan every output frame. ``out_times``: the output frame times (default: the target video's frame
     times, or the driver's for a still target). ``eyes_ahead``: frames at the clip's start may take an open eye
-    from a later frame (``eye_references``).
+    from a later frame (``eye_references``). ``allocate(shape, dtype)`` makes the (T, 478, 3) array the
+    destinations are written into, a block of frames at a time (the main job's is on disk: ``spill.empty``).
 
     Every step is frame by frame, but for the choice of the frames that lend an open eye, which reads only the
     target's eye openings over the whole clip; so the frames are planned ``PLAN_BLOCK`` at a time, and the plan
@@ -90,7 +96,7 @@ def build_plan(drive: DriveMotion, target: ClipAnalysis, still_target: bool, con
     if still_target:
         rot, trans, scale = still_head_motion(drive, target, at, config.pose, config.head_reach, config.head_turn)
     landmarks = target.track.landmarks
-    destination = np.empty((n,) + landmarks.shape[1:], np.float32)
+    destination = allocate((n,) + landmarks.shape[1:], np.float32)
     drive_aus, output_aus, relative_aus = (np.zeros((n, len(AU_NAMES)), np.float32) for _ in range(3))
     eye_reference = np.full(n, -1)
     for b in blocks:
@@ -157,27 +163,28 @@ def _drive_at(drive: DriveMotion, held: np.ndarray, at: np.ndarray,
 
 
 def build_shot_plan(drive: DriveMotion, shots: list[tuple[int, ClipAnalysis | None]], track: Track,
-                    config: RetargetConfig) -> RenderPlan:
+                    config: RetargetConfig, allocate: Allocate = np.empty) -> RenderPlan:
     """The plan of a target video cut into shots (``analysis.shot_analyses``; ``track``: the whole video's
     smoothed track, whose views the shots hold): each shot planned as a clip of its own, on its own neutral,
     with open eyes and gap blends from within it. A later shot's first frames take no open eye from after them
     (only the video's start reads frames ahead). A shot without a face passes through.
 
     The whole track's landmarks are the plan's ``source`` as they are (a shot's are a view of them, and NaN
-    where a shot has no face), and each shot's destination goes straight into one (T, 478, 3) array: a long
-    clip's plan holds no second copy of either.
+    where a shot has no face), and each shot's destination goes straight into one (T, 478, 3) array
+    (``allocate``, as ``build_plan`` takes it): a long clip's plan holds no second copy of either.
     """
     times = track.times
     stops = [start for start, _ in shots[1:]] + [len(times)]
-    destination = np.full((len(times), N_LANDMARKS, 3), np.nan, np.float32)
+    destination = allocate((len(times), N_LANDMARKS, 3), np.float32)
     parts = []
     for (start, clip), stop in zip(shots, stops):
         if clip is None:
             part = _passing_plan(drive, times[start:stop], config)
+            destination[start:stop] = np.nan
         else:
-            part = build_plan(drive, clip, False, config, eyes_ahead=start == 0)
+            part = build_plan(drive, clip, False, config, eyes_ahead=start == 0,
+                              allocate=lambda shape, dtype, a=start: destination[a:a + shape[0]])
             part.eye_reference = np.where(part.eye_reference >= 0, part.eye_reference + start, -1)
-            destination[start:stop] = part.destination
         part.source = part.destination = None  # (T_shot, 478, 3) each: kept once, above
         parts.append(part)
     per_frame = {f.name: np.concatenate([getattr(p, f.name) for p in parts])

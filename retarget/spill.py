@@ -36,6 +36,14 @@ class _RowFile:
             raise OSError(f"the temporary frame file {self.file.name} was cut short")
         return np.frombuffer(bytearray(data), self.dtype).reshape((count,) + self.row_shape)
 
+    def write(self, start: int, values: np.ndarray) -> None:
+        """Rows from ``start`` on set to ``values`` (count, ...); the cached blocks they touch are dropped."""
+        data = np.ascontiguousarray(values, self.dtype)
+        if os.pwrite(self.file.fileno(), data.tobytes(), start * self.row_bytes) != data.nbytes:
+            raise OSError(f"could not write the temporary frame file {self.file.name}")
+        for k in range(start // BLOCK, (start + len(data) - 1) // BLOCK + 1):
+            self.blocks.pop(k, None)
+
     def row(self, index: int) -> np.ndarray:
         """Row ``index`` (a read-only view of a cached block)."""
         k = index // BLOCK
@@ -52,10 +60,11 @@ class _RowFile:
 
 
 class FrameRows:
-    """A read-only (T, ...) array whose rows live in an unlinked temporary file (``spill``).
+    """A (T, ...) array whose rows live in an unlinked temporary file (``spill``, ``empty``).
 
-    Indexing with an int reads that row (a block of ``BLOCK`` rows is read and cached); a slice with step 1
-    gives a view of the same file; ``np.asarray`` reads every row. Meant for arrays read frame by frame.
+    Indexing with an int reads that row (a block of ``BLOCK`` rows is read and cached; the row is read-only); a
+    slice with step 1 gives a view of the same file; ``np.asarray`` reads every row. Assigning to an int or
+    such a slice writes those rows. Meant for arrays written and read a frame or a block of frames at a time.
     """
 
     def __init__(self, rows: _RowFile, start: int = 0, stop: int | None = None) -> None:
@@ -80,14 +89,29 @@ class FrameRows:
 
     def __getitem__(self, key):
         if isinstance(key, (int, np.integer)):
-            index = int(key) + (len(self) if key < 0 else 0)
-            if not 0 <= index < len(self):
-                raise IndexError(f"row {int(key)} out of range for {len(self)} rows")
-            return self._rows.row(self._start + index)
+            return self._rows.row(self._start + self._index(key))
         if isinstance(key, slice) and key.step in (None, 1):
             start, stop, _ = key.indices(len(self))
             return FrameRows(self._rows, self._start + start, self._start + max(start, stop))
         return np.asarray(self)[key]
+
+    def __setitem__(self, key, values) -> None:
+        if isinstance(key, (int, np.integer)):
+            start, count = self._index(key), 1
+        elif isinstance(key, slice) and key.step in (None, 1):
+            start, stop, _ = key.indices(len(self))
+            count = max(0, stop - start)
+        else:
+            raise TypeError("rows on disk are written by an int or a slice with step 1")
+        if count:
+            shape = (count,) + self._rows.row_shape
+            self._rows.write(self._start + start, np.broadcast_to(np.asarray(values, self.dtype), shape))
+
+    def _index(self, key: int | np.integer) -> int:
+        index = int(key) + (len(self) if key < 0 else 0)
+        if not 0 <= index < len(self):
+            raise IndexError(f"row {int(key)} out of range for {len(self)} rows")
+        return index
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         out = self._rows.read(self._start, self._stop)
@@ -114,3 +138,18 @@ def spill(array: np.ndarray, directory: str | Path | None = None) -> FrameRows:
         file.close()
         raise
     return FrameRows(_RowFile(file, array.shape[1:], array.dtype, len(array)))
+
+
+def empty(shape: tuple[int, ...], dtype: np.dtype | type = np.float32,
+          directory: str | Path | None = None) -> FrameRows:
+    """A (T, ...) ``FrameRows`` of ``shape`` to be written (it reads as zeros until then), in an unlinked temporary
+    file in ``directory``, as ``spill`` makes one: a plan writes its frames' destinations there a block at a
+    time instead of holding them all."""
+    file = tempfile.TemporaryFile(dir=directory, prefix=".retarget-frames-")
+    rows = _RowFile(file, tuple(shape[1:]), np.dtype(dtype), shape[0])
+    try:
+        file.truncate(rows.rows * rows.row_bytes)  # a sparse file: no disk taken until written
+    except BaseException:
+        file.close()
+        raise
+    return FrameRows(rows)

@@ -173,3 +173,38 @@ def test_a_trimmed_function_runs_under_trimming(monkeypatch) -> None:
     with heap.Trimming(period=0.01) as trimming:
         time.sleep(0.05)
     assert trimming.count == 0
+
+
+def test_rows_on_disk_are_written_by_blocks(tmp_path) -> None:
+    rows = spill.empty((150, 478, 3), np.float32, tmp_path)
+    assert os.listdir(tmp_path) == [] and not np.asarray(rows).any()  # reads as zeros until written
+    before = rows[70]  # caches its block
+    values = _rows(150, seed=5)
+    rows[:64] = values[:64]
+    rows[64:150] = values[64:]
+    assert not before.any() and np.array_equal(rows[70], values[70])  # the cached block was dropped
+    rows[10] = np.nan
+    view = rows[100:]
+    view[20:30] = np.nan  # through a view, broadcast
+    values[10], values[120:130] = np.nan, np.nan
+    assert np.array_equal(np.asarray(rows), values, equal_nan=True)
+    with pytest.raises(TypeError):
+        rows[[1, 2]] = 0.0
+
+
+def test_a_plan_written_to_disk_is_the_plan(astronaut_landmarks, tmp_path) -> None:
+    first, clip, shots = _cut_clip(astronaut_landmarks)
+    drive, config = _talking_driver(first), RetargetConfig()
+    made = []
+
+    def on_disk(shape, dtype):
+        made.append(shape)
+        return spill.empty(shape, dtype, tmp_path)
+
+    kept = build_shot_plan(drive, shots, clip.track, config)
+    plan = build_shot_plan(drive, shots, clip.track, config, on_disk)
+    assert made == [(60, 478, 3)]  # one array for the whole clip; each shot writes into its part of it
+    assert isinstance(plan.destination, FrameRows)
+    assert np.array_equal(np.asarray(plan.destination), kept.destination, equal_nan=True)
+    one = build_plan(drive, shots[0][1], False, config, allocate=on_disk)
+    assert np.array_equal(np.asarray(one.destination), build_plan(drive, shots[0][1], False, config).destination)

@@ -597,3 +597,39 @@ def test_savgol_in_column_chunks_is_the_whole_filter(monkeypatch) -> None:
                                atol=1e-9)
     # stored as float32 (a clip's landmarks): the float64 result rounded, without a whole float64 copy
     np.testing.assert_array_equal(savgol(values, 7, 2, dtype=np.float32), chunked.astype(np.float32))
+
+
+def test_smoothing_in_place_gives_the_same_numbers() -> None:
+    """A long clip's landmarks are smoothed in their own array (``out=values``), gaps and shots included: the
+    same numbers as into a new array, and nothing is lost when the output is not one block of memory."""
+    rng = np.random.default_rng(3)
+    values = np.cumsum(rng.normal(size=(90, 478, 3)), axis=0).astype(np.float32)
+    valid = np.ones(90, bool)
+    valid[[0, 1, 20, 21, 22, 60, 89]] = False
+    values[~valid] = np.nan
+    cuts = np.array([40, 41, 70])  # one shot of a single frame, one shorter than the window
+    expected = smooth(values, 30, 0.2, valid=valid, cuts=cuts)
+    inplace = values.copy()
+    assert smooth(inplace, 30, 0.2, valid=valid, cuts=cuts, out=inplace) is inplace
+    np.testing.assert_array_equal(inplace, expected)
+    assert np.isfinite(inplace).all() and not np.isfinite(values).all()  # gaps bridged; the input kept apart
+    filled = values[:, :5].copy()
+    np.testing.assert_array_equal(fill_gaps(filled, valid, filled), fill_gaps(values[:, :5], valid))
+    with pytest.raises(ValueError, match="contiguous"):
+        smooth(values, 30, 0.2, valid=valid, out=np.empty((478, 90, 3), np.float32).transpose(1, 0, 2))
+
+
+def test_the_main_jobs_analysis_smooths_its_track_in_place(astronaut_landmarks: np.ndarray) -> None:
+    rng = np.random.default_rng(4)
+    points = (np.asarray(astronaut_landmarks, np.float32)[None] + rng.normal(0, 0.5, (60, 478, 3))).astype(np.float32)
+    found = np.ones(60, bool)
+    found[30:33] = False
+    points[~found] = np.nan
+    kept = analyse_clip(Track(np.arange(60) / 30, points.copy(), found, 512, 512), 30, None, 0.2, 0.33)
+    track = Track(np.arange(60) / 30, points.copy(), found, 512, 512)
+    raw = track.landmarks
+    used = analyse_clip(track, 30, None, 0.2, 0.33, consume=True)
+    assert used.track.landmarks is raw  # the one whole-clip copy, smoothed where it was
+    np.testing.assert_array_equal(used.track.landmarks, kept.track.landmarks)
+    np.testing.assert_array_equal(used.expression.normalised, kept.expression.normalised)
+    np.testing.assert_array_equal(used.pose.rotation, kept.pose.rotation)
