@@ -208,3 +208,18 @@ def test_a_plan_written_to_disk_is_the_plan(astronaut_landmarks, tmp_path) -> No
     assert np.array_equal(np.asarray(plan.destination), kept.destination, equal_nan=True)
     one = build_plan(drive, shots[0][1], False, config, allocate=on_disk)
     assert np.array_equal(np.asarray(one.destination), build_plan(drive, shots[0][1], False, config).destination)
+
+
+def test_tracked_rows_are_kept_in_blocks_and_joined(monkeypatch) -> None:
+    from retarget.face import _RowBlocks
+
+    monkeypatch.setattr(_RowBlocks, "BLOCK", 4)
+    rows = _rows(11, seed=6)
+    blocks = _RowBlocks((478, 3))
+    for t, row in enumerate(rows):
+        blocks.append(np.nan if t == 5 else row)
+    rows[5] = np.nan  # a frame without a face
+    joined = blocks.stacked()
+    assert joined.dtype == np.float32 and joined.flags.c_contiguous
+    assert np.array_equal(joined, rows, equal_nan=True)
+    assert _RowBlocks((478, 3)).stacked().shape == (0, 478, 3)
