@@ -2,8 +2,9 @@
 
 The render reads the plan one frame at a time: the target's landmarks and where they go, and the driver's
 landmarks (478 x 3 float32 each, 5.6 KiB a frame). Held in memory they grew the job's peak with the clip's
-length (an hour at 30 fps: 1.8 GB); written to an unlinked temporary file beside the output they take disk
-instead, and a block of frames is read back at a time.
+length (an hour at 30 fps: 1.8 GB); in unlinked temporary files beside the output they take disk instead
+(``spill`` moves an array there; the plan writes its destinations into one made by ``empty`` a block at a
+time), and a block of frames is read back at a time.
 """
 
 from __future__ import annotations
