@@ -98,14 +98,7 @@ def _plan_render_report(inputs: Inputs, motion: DriveMotion, target_clip: ClipAn
                         notes: tuple[str, ...] = ()) -> RetargetResult:
     # 4. plan every output frame: transfer, gains, smoothing, timing
     with _timed(timings, "plan"):
-        # a video's frames' destinations go to disk as they are planned (``spill_frames``, below)
-        allocate = np.empty if image_output else partial(spill_empty, directory=inputs.output.parent)
-        if shots is not None:
-            plan = build_shot_plan(motion, shots, target_clip.track, config, allocate)
-        else:
-            plan = build_plan(motion, target_clip, inputs.target.is_still, config, allocate=allocate)
-        release_normalised(motion, target_clip, shots)
-        spilled = [] if image_output else spill_frames(plan, motion, target_clip, shots, inputs.output.parent)
+        plan, spilled = _plan(inputs, motion, target_clip, config, image_output, shots)
         heap.trim()  # the plan's whole-clip temporaries, before the generator and the render's frames come
         settings = generator_settings(config)
         if config.generator == "warp" and not (inputs.target.is_still and config.pose):
@@ -134,6 +127,26 @@ def _plan_render_report(inputs: Inputs, motion: DriveMotion, target_clip: ClipAn
 
 
 _RESTLESS_WORDS = {"AU12": "smiles", "AU25": "parts its lips"}
+
+
+def _plan(inputs: Inputs, motion: DriveMotion, target_clip: ClipAnalysis, config: RetargetConfig,
+          image_output: bool, shots: list[tuple[int, ClipAnalysis | None]] | None,
+          ) -> tuple[RenderPlan, list[FrameRows]]:
+    """The render plan, and for a video output the per-frame arrays it keeps on disk in the output's folder
+    (``spill_frames``; the destinations go there as they are planned), to be closed once the job is done."""
+    folder = inputs.output.parent
+    try:
+        if not image_output:
+            folder.mkdir(parents=True, exist_ok=True)  # as the writer would, a moment later
+        allocate = np.empty if image_output else partial(spill_empty, directory=folder)
+        if shots is not None:
+            plan = build_shot_plan(motion, shots, target_clip.track, config, allocate)
+        else:
+            plan = build_plan(motion, target_clip, inputs.target.is_still, config, allocate=allocate)
+        release_normalised(motion, target_clip, shots)
+        return plan, [] if image_output else spill_frames(plan, motion, target_clip, shots, folder)
+    except OSError as exc:
+        raise RetargetError(f"cannot write temporary files in {folder}: {exc.strerror or exc}") from exc
 
 
 def release_normalised(motion: DriveMotion, target: ClipAnalysis,

@@ -318,3 +318,26 @@ def test_api_video_target_with_preview(tmp_path: Path, inputs: dict[str, Path]) 
         assert (video.width, video.height) == (3 * 256, 256)
         assert sum(1 for _ in container.decode(video)) == 4
     assert leftovers(tmp_path) == []
+
+
+def test_an_output_in_a_new_folder_is_written_there(tmp_path: Path, inputs: dict[str, Path]) -> None:
+    """The plan's temporary files go beside the output before the writer opens it: the folder is made first,
+    as the writer makes it."""
+    out = tmp_path / "new" / "deeper" / "out.mp4"
+    result = retarget.retarget(inputs["clip"], inputs["target"], out)
+    assert result.frames_written == 4 and out.is_file()
+    assert sorted(p.name for p in out.parent.iterdir()) == ["out.mp4", "out.retarget.json"]  # nothing else left
+
+
+def test_temporary_files_that_cannot_be_written_are_one_clear_error(tmp_path: Path, inputs: dict[str, Path],
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import tempfile
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", full)
+    out = tmp_path / "out.mp4"
+    with pytest.raises(RetargetError, match=f"cannot write temporary files in {tmp_path}: No space left on device"):
+        retarget.retarget(inputs["clip"], inputs["target"], out)
+    assert not out.exists() and list(tmp_path.iterdir()) == []
