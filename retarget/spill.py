@@ -9,8 +9,8 @@ time), and a block of frames is read back at a time.
 
 from __future__ import annotations
 
-import os
 import tempfile
+import threading
 from collections import OrderedDict
 from pathlib import Path
 
@@ -28,20 +28,28 @@ class _RowFile:
         self.row_shape, self.dtype, self.rows = row_shape, dtype, rows
         self.row_bytes = int(np.prod(row_shape, dtype=np.int64)) * dtype.itemsize
         self.blocks: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()  # a seek and its read or write go together
 
     def read(self, start: int, stop: int) -> np.ndarray:
         """Rows ``start:stop`` (a new array)."""
-        count = max(0, stop - start)
-        data = os.pread(self.file.fileno(), count * self.row_bytes, start * self.row_bytes)
-        if len(data) != count * self.row_bytes:
-            raise OSError(f"the temporary frame file {self.file.name} was cut short")
-        return np.frombuffer(bytearray(data), self.dtype).reshape((count,) + self.row_shape)
+        out = np.empty((max(0, stop - start),) + self.row_shape, self.dtype)
+        if out.size == 0:
+            return out
+        with self._lock:
+            self.file.seek(start * self.row_bytes)
+            if self.file.readinto(memoryview(out).cast("B")) != out.nbytes:
+                raise OSError(f"the temporary frame file {self.file.name} was cut short")
+        return out
 
     def write(self, start: int, values: np.ndarray) -> None:
         """Rows from ``start`` on set to ``values`` (count, ...); the cached blocks they touch are dropped."""
         data = np.ascontiguousarray(values, self.dtype)
-        if os.pwrite(self.file.fileno(), data.tobytes(), start * self.row_bytes) != data.nbytes:
-            raise OSError(f"could not write the temporary frame file {self.file.name}")
+        if data.size == 0:
+            return
+        with self._lock:
+            self.file.seek(start * self.row_bytes)
+            self.file.write(memoryview(data).cast("B"))
+            self.file.flush()
         for k in range(start // BLOCK, (start + len(data) - 1) // BLOCK + 1):
             self.blocks.pop(k, None)
 
