@@ -3,8 +3,9 @@
 The target is `vid_lp_s18`'s tracked face played forwards and backwards to ``--frames`` frames (one shot, no
 cut: a looped video would be cut at every loop, which bounds the smoothing to one loop at a time), driven by
 `drv_lp_d18` looped. Tracking runs once on the real clips; the analysis and the plan then run on the long track
-as the main job runs them (the raw track smoothed in place, the destinations written to disk), under
-tracemalloc. Reported per frame, so that a constant (a block's temporaries) shows by comparing two lengths.
+as the main job runs them (the raw track smoothed in place; the smoothed landmarks, the pose-normalised shapes
+and the destinations kept on disk, ``spill.FrameStore``), under tracemalloc. Reported per frame, so that a
+constant (a block's temporaries) shows by comparing two lengths.
 
 Run: ``python benchmarks/bench_long_memory.py [--frames 20160 40320]`` (needs ../shared/media); prints a table.
 """
@@ -36,19 +37,18 @@ def measure(target, drive, frames: int) -> dict[str, float]:
     long = Track(np.arange(frames) / 30.0, np.ascontiguousarray(target.landmarks[order]),
                  target.found[order].copy(), target.width, target.height)
     config = RetargetConfig(loop=True)
-    with tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory() as folder, spill.FrameStore(folder) as store:
         tracemalloc.start()
         start = tracemalloc.get_traced_memory()[0]
         tracemalloc.reset_peak()
-        clip = analyse_clip(long, 30.0, None, config.smooth_expression, config.smooth_pose, consume=True)
+        clip = analyse_clip(long, 30.0, None, config.smooth_expression, config.smooth_pose, consume=True,
+                            store=store)
         del long
         analysed, analysis_peak = tracemalloc.get_traced_memory()
         tracemalloc.reset_peak()
-        plan = build_plan(drive, clip, False, config,
-                          allocate=lambda shape, dtype: spill.empty(shape, dtype, folder))
+        build_plan(drive, clip, False, config, allocate=store.empty)
         planned, plan_peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
-        plan.destination.close()
     kib = frames * 1024
     return {"analysis peak": (analysis_peak - start) / kib, "analysis keeps": (analysed - start) / kib,
             "plan peak": (plan_peak - analysed) / kib, "plan keeps": (planned - analysed) / kib,

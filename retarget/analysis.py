@@ -10,6 +10,7 @@ from .expression import analyse
 from .face import estimate_pose, reference_shape
 from .shots import shot_spans
 from .smooth import smooth
+from .spill import FrameStore
 from .types import Expression, HeadPose, Track
 
 
@@ -34,14 +35,17 @@ class ClipAnalysis:
 
 def analyse_clip(track: Track, fps: float, neutral_time: float | None,
                  smooth_landmarks: float, smooth_pose: float, population_neutral: bool = False,
-                 consume: bool = False) -> ClipAnalysis:
+                 consume: bool = False, store: FrameStore | None = None) -> ClipAnalysis:
     """Smooth the landmarks (zero-phase), fit head pose, normalise, and measure expression.
 
     ``population_neutral`` measures the AUs from a typical resting face instead of the clip's own neutral
     (``expression.analyse``); meant for a still image, which would otherwise read 0 on every AU.
     ``consume``: the landmarks are smoothed in place in ``track.landmarks`` (float32), which the analysis then
     holds, so that a long clip's analysis has one whole-clip copy of them fewer (the main job: its raw tracks
-    are not read again).
+    are not read again). ``store`` (the main job's ``FrameStore``): the pose-normalised shapes are written
+    there as they are measured, and the smoothed landmarks moved there once the pose is fitted (with
+    ``consume``, ``track`` then holds them too), so that a long clip's analysis holds one whole-clip array, not
+    two or three.
     """
     if not track.found.any():
         raise ValueError("no face")
@@ -51,7 +55,12 @@ def analyse_clip(track: Track, fps: float, neutral_time: float | None,
     steady[~track.found] = np.nan
     smoothed = Track(track.times, steady, track.found, track.width, track.height, track.cuts)
     reference = reference_shape(smoothed)
-    pose, normalised = estimate_pose(smoothed, reference)
+    pose, normalised = estimate_pose(smoothed, reference, np.empty if store is None else store.empty)
+    if store is not None:
+        smoothed.landmarks = store.keep(steady)
+        if consume:
+            track.landmarks = smoothed.landmarks
+        del steady
     pose = smooth_head_pose(pose, fps, smooth_pose, track.found, track.cuts)
     expression = analyse(normalised, track.found, track.times, neutral_time, population_neutral)
     return ClipAnalysis(smoothed, pose, expression, fps)

@@ -293,21 +293,38 @@ def _closed_lips(lip_gap: np.ndarray) -> np.ndarray:
     return lip_gap <= np.nanpercentile(lip_gap, 5) + 0.02
 
 
-def expressiveness(shapes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def measures_by_block(shapes: np.ndarray, frames: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """``raw_measures`` of ``shapes`` (T, 478, 3; an array, or rows on disk) read ``frame_blocks`` at a time, of
+    the ``frames`` (indices, increasing) only when given: the same numbers without a whole-clip copy."""
+    parts = []
+    for b in frame_blocks(len(shapes)):
+        block = np.asarray(shapes[b])
+        if frames is not None:
+            block = block[frames[(frames >= b.start) & (frames < b.stop)] - b.start]
+        parts.append(raw_measures(block))
+    if not parts:
+        return raw_measures(np.zeros((0,) + tuple(shapes.shape[1:]), np.float32))
+    return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+
+
+def expressiveness(shapes: np.ndarray, frames: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray,
+                                                                                   np.ndarray]:
     """(T,) upper-face and (T,) lower-face distance of each frame from a resting face, in units of the AU full
     scales, without knowing the neutral yet, and (T,) bool: which frames have closed lips (``_closed_lips``).
+    ``frames``: only these frames of ``shapes`` (indices, increasing; T of them), as ``expressiveness(shapes[
+    frames])`` but read a block at a time.
 
     The brows and lids rest where they spend most of their time: their measures are compared with their medians
     over the frames with open eyes. A resting mouth has its lips closed, even in a clip that smiles or talks
     most of the time, so the mouth's and the cheeks' resting values are taken from the frames that look like
     that (closed lips, open eyes).
     """
-    meas = raw_measures(shapes)
+    meas = measures_by_block(shapes, frames)
     lip_gap, eye_open = meas["lip_gap"], meas["eye_opening"]
     awake = eye_open >= _AWAKE_SHARE * np.nanmedian(eye_open)
     closed = _closed_lips(lip_gap)
     resting = closed & (eye_open >= 0.85 * np.nanpercentile(eye_open, 75))
-    scores = {True: np.zeros(shapes.shape[0]), False: np.zeros(shapes.shape[0])}
+    scores = {True: np.zeros(len(lip_gap)), False: np.zeros(len(lip_gap))}
     for name in sorted({m.measure for m in AU_MEASURES.values()}):
         m = next(a for a in AU_MEASURES.values() if a.measure == name)
         upper = name in UPPER_MEASURES
@@ -359,7 +376,7 @@ def pick_neutral(shapes: np.ndarray, found: np.ndarray, times: np.ndarray,
     if at_time is not None:
         idx = upper_idx = int(good[np.argmin(np.abs(times[good] - at_time))])
     else:
-        upper, lower, closed = expressiveness(shapes if len(good) == len(shapes) else shapes[good])
+        upper, lower, closed = expressiveness(shapes, None if len(good) == len(shapes) else good)
         # the mouth's frame has closed lips where the clip has any, and is the calmest of those over the face
         idx = int(good[_calmest(lower + upper + np.where(closed, 0.0, _NOT_CLOSED), window)])
         upper_idx = int(good[_calmest(upper, window)])

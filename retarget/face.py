@@ -8,7 +8,7 @@ pose-normalised frame.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -468,12 +468,15 @@ def _upright(shape: np.ndarray) -> np.ndarray:
     return (centred @ basis.T / radius).astype(np.float64)
 
 
-def estimate_pose(track: Track, reference: np.ndarray) -> tuple[HeadPose, np.ndarray]:
+def estimate_pose(track: Track, reference: np.ndarray,
+                  allocate: Callable[[tuple[int, ...], type], np.ndarray] = np.empty) -> tuple[HeadPose, np.ndarray]:
     """Per-frame head pose and pose-normalised landmarks.
 
     Args:
         track: the tracked face, T frames.
         reference: (478, 3) from ``reference_shape``.
+        allocate: makes the (T, 478, 3) float32 array the shapes are written into, ``POSE_BLOCK`` frames at a
+            time (the main job's is on disk: ``spill.FrameStore``).
     Returns:
         ``(pose, normalised)`` with normalised (T, 478, 3) float32 in the reference's frame; frames without a
         face get the identity-free pose of the nearest found frame and NaN landmarks.
@@ -482,15 +485,21 @@ def estimate_pose(track: Track, reference: np.ndarray) -> tuple[HeadPose, np.nda
     rot = np.tile(np.eye(3), (n, 1, 1))
     trans = np.zeros((n, 3))
     scale = np.ones(n)
-    normalised = np.full((n, reference.shape[0], 3), np.nan, np.float32)
-    found = np.flatnonzero(track.found)
-    for start in range(0, len(found), 1024):  # in chunks: float64 copies of a long clip's landmarks are large
-        good = found[start:start + 1024]
-        p = track.landmarks[good].astype(np.float64)
+    normalised = allocate((n, reference.shape[0], 3), np.float32)
+    for start in range(0, n, POSE_BLOCK):  # in blocks: float64 copies of a long clip's landmarks are large
+        frames = slice(start, min(n, start + POSE_BLOCK))
+        found = track.found[frames]
+        good = start + np.flatnonzero(found)
+        p = np.asarray(track.landmarks[frames])[found].astype(np.float64)
         scale[good], rot[good], trans[good] = similarity_fits(reference[lm.RIGID], p[:, lm.RIGID])
-        normalised[good] = ((p - trans[good, None]) @ rot[good] / scale[good, None, None]).astype(np.float32)
+        shapes = np.full((len(found), reference.shape[0], 3), np.nan, np.float32)
+        shapes[found] = ((p - trans[good, None]) @ rot[good] / scale[good, None, None]).astype(np.float32)
+        normalised[frames] = shapes
     _fill_lost_poses(track.found, rot, trans, scale)
     return HeadPose(rot, trans, scale), normalised
+
+
+POSE_BLOCK = 512  # frames posed at once by ``estimate_pose``
 
 
 def _fill_lost_poses(found: np.ndarray, rot: np.ndarray, trans: np.ndarray, scale: np.ndarray) -> None:

@@ -14,7 +14,6 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -32,8 +31,7 @@ from .motion import DriveMotion, envelope, from_clip, from_curves, from_edit
 from .plan import RenderPlan, build_plan, build_shot_plan
 from .progress import Progress
 from .quiet import native_stderr_silenced
-from .spill import FrameRows, spill
-from .spill import empty as spill_empty
+from .spill import FrameRows, FrameStore
 from .threads import BackgroundCalls, prefetch
 from .types import AU_NAMES, Frame, MediaInfo, RetargetResult, StageTimes, Track
 from .video import SourceEdit, VideoWriter, probe, read_frames, read_still
@@ -72,9 +70,17 @@ def run(drive: Path, target: Path, output: Path, config: RetargetConfig, preview
     # 2. track the faces (two threads: mediapipe runs outside the GIL), its native log lines kept quiet
     with _timed(timings, "track"), native_stderr_silenced() as stderr:
         drive_track, target_track = track_inputs(inputs, config, progress, stderr)
+    # a video target's whole-clip landmarks, and the plan's, wait on disk beside the output (``FrameStore``)
+    with FrameStore(inputs.output.parent) as store:
+        return _analyse_plan_render(inputs, config, progress, timings, drive_track, target_track, store)
+
+
+def _analyse_plan_render(inputs: Inputs, config: RetargetConfig, progress: Progress, timings: StageTimes,
+                         drive_track: Track | None, target_track: Track, store: FrameStore) -> RetargetResult:
     # 3. analyse: smoothed landmarks, head pose, expression relative to each face's neutral
     with _timed(timings, "analyse"):
-        target_clip = _analyse(target_track, inputs.target, config.target_neutral, config, "target")
+        target_clip = _analyse(target_track, inputs.target, config.target_neutral, config, "target",
+                               None if inputs.target.is_still else store)
         drive_neutrals = None
         if drive_track is not None:
             drive_clip = _analyse(drive_track, inputs.drive, config.drive_neutral, config, "driver")
@@ -89,16 +95,22 @@ def run(drive: Path, target: Path, output: Path, config: RetargetConfig, preview
         shots = shot_analyses(target_clip, config.target_neutral) if len(target_clip.track.cuts) else None
         notes = neutral_notes(drive_neutrals, None if inputs.target.is_still
                               else shot_neutrals(target_clip, shots, config.target_neutral))
-    return _plan_render_report(inputs, motion, target_clip, config, progress, timings, shots=shots, notes=notes)
+    return _plan_render_report(inputs, motion, target_clip, config, progress, timings, store, shots=shots,
+                               notes=notes)
 
 
 def _plan_render_report(inputs: Inputs, motion: DriveMotion, target_clip: ClipAnalysis, config: RetargetConfig,
-                        progress: Progress, timings: StageTimes, image_output: bool = False,
+                        progress: Progress, timings: StageTimes, store: FrameStore, image_output: bool = False,
                         shots: list[tuple[int, ClipAnalysis | None]] | None = None,
                         notes: tuple[str, ...] = ()) -> RetargetResult:
     # 4. plan every output frame: transfer, gains, smoothing, timing
     with _timed(timings, "plan"):
-        plan, spilled = _plan(inputs, motion, target_clip, config, image_output, shots)
+        if shots is not None:
+            plan = build_shot_plan(motion, shots, target_clip.track, config, store.empty)
+        else:
+            plan = build_plan(motion, target_clip, inputs.target.is_still, config, allocate=store.empty)
+        release_normalised(motion, target_clip, shots)
+        spill_frames(plan, motion, target_clip, shots, store)
         heap.trim()  # the plan's whole-clip temporaries, before the generator and the render's frames come
         settings = generator_settings(config)
         if config.generator == "warp" and not (inputs.target.is_still and config.pose):
@@ -106,17 +118,13 @@ def _plan_render_report(inputs: Inputs, motion: DriveMotion, target_clip: ClipAn
         generator = make_generator(config.generator, **settings)
         with progress.note_if_slow("compiling the warp generator's loops (once after an install: about 15 s)"):
             generator.prepare(target_clip.expression.neutral)
-    try:
-        # 5. render: decode, generate, paste back, encode with the audio
-        if image_output:
-            written = render_image(inputs, plan, generator, config, timings)
-        else:
-            written = render(inputs, plan, generator, config, progress, timings, _output_timing(inputs, motion))
-        # 6. report: the resolved configuration and the AU trajectories used, next to the output
-        sidecar = write_report(inputs, config, plan, motion, target_clip, timings, shots, notes)
-    finally:
-        for rows in spilled:
-            rows.close()
+    # 5. render: decode, generate, paste back, encode with the audio
+    if image_output:
+        written = render_image(inputs, plan, generator, config, timings)
+    else:
+        written = render(inputs, plan, generator, config, progress, timings, _output_timing(inputs, motion))
+    # 6. report: the resolved configuration and the AU trajectories used, next to the output
+    sidecar = write_report(inputs, config, plan, motion, target_clip, timings, shots, notes)
     return RetargetResult(
         output=inputs.output, frames_written=written,
         drive_frames_without_face=int((~motion.found).sum()),
@@ -127,26 +135,6 @@ def _plan_render_report(inputs: Inputs, motion: DriveMotion, target_clip: ClipAn
 
 
 _RESTLESS_WORDS = {"AU12": "smiles", "AU25": "parts its lips"}
-
-
-def _plan(inputs: Inputs, motion: DriveMotion, target_clip: ClipAnalysis, config: RetargetConfig,
-          image_output: bool, shots: list[tuple[int, ClipAnalysis | None]] | None,
-          ) -> tuple[RenderPlan, list[FrameRows]]:
-    """The render plan, and for a video output the per-frame arrays it keeps on disk in the output's folder
-    (``spill_frames``; the destinations go there as they are planned), to be closed once the job is done."""
-    folder = inputs.output.parent
-    try:
-        if not image_output:
-            folder.mkdir(parents=True, exist_ok=True)  # as the writer would, a moment later
-        allocate = np.empty if image_output else partial(spill_empty, directory=folder)
-        if shots is not None:
-            plan = build_shot_plan(motion, shots, target_clip.track, config, allocate)
-        else:
-            plan = build_plan(motion, target_clip, inputs.target.is_still, config, allocate=allocate)
-        release_normalised(motion, target_clip, shots)
-        return plan, [] if image_output else spill_frames(plan, motion, target_clip, shots, folder)
-    except OSError as exc:
-        raise RetargetError(f"cannot write temporary files in {folder}: {exc.strerror or exc}") from exc
 
 
 def release_normalised(motion: DriveMotion, target: ClipAnalysis,
@@ -161,33 +149,27 @@ def release_normalised(motion: DriveMotion, target: ClipAnalysis,
 
 
 def spill_frames(plan: RenderPlan, motion: DriveMotion, target: ClipAnalysis,
-                 shots: list[tuple[int, ClipAnalysis | None]] | None, directory: Path) -> list[FrameRows]:
-    """Move the plan's whole-clip landmark arrays (T, 478, 3) to unlinked temporary files in ``directory``
-    (``spill``), in place: its ``source`` (the target's tracked landmarks, as ``target`` and its ``shots`` hold
-    them too), ``destination`` (unless the plan wrote it to disk itself) and ``drive_landmarks`` (the driver's,
-    as ``motion`` holds them). The render and the report read them a frame at a time, so the job's memory while
-    it renders does not grow with the clip's length (README, speed and memory). Returns the arrays on disk, to
-    be closed once the job is done."""
-    spilled = [plan.destination] if isinstance(plan.destination, FrameRows) else []
-    if plan.source.strides[0] != 0:  # a still's landmarks are one row broadcast to every frame: nothing to move
-        source = spill(plan.source, directory)
-        spilled.append(source)
-        if plan.source is target.track.landmarks:
-            target.track.landmarks = source
+                 shots: list[tuple[int, ClipAnalysis | None]] | None, store: FrameStore) -> None:
+    """Move the plan's whole-clip landmark arrays (T, 478, 3) into ``store`` (``FrameStore.keep``: temporary
+    files beside the output in the main job), in place: its ``source`` (the target's tracked landmarks, as
+    ``target`` and its ``shots`` hold them too), ``destination`` and ``drive_landmarks`` (the driver's, as
+    ``motion`` holds them); those already there stay. The render and the report read them a frame at a time,
+    so the job's memory while it renders does not grow with the clip's length (README, speed and memory)."""
+    source = plan.source
+    if isinstance(source, FrameRows) or source.strides[0] != 0:  # a still's one row broadcast: nothing to move
+        plan.source = store.keep(source)
+        if source is target.track.landmarks and plan.source is not source:
+            target.track.landmarks = plan.source
             for start, shot in shots or []:
                 if shot is not None:
-                    shot.track.landmarks = source[start:start + len(shot.track)]
-        plan.source = source
-    if not isinstance(plan.destination, FrameRows) and plan.destination.strides[0] != 0:
-        plan.destination = spill(plan.destination, directory)
-        spilled.append(plan.destination)
+                    shot.track.landmarks = plan.source[start:start + len(shot.track)]
+    if isinstance(plan.destination, FrameRows) or plan.destination.strides[0] != 0:
+        plan.destination = store.keep(plan.destination)
     if plan.drive_landmarks is not None:
-        drive = spill(plan.drive_landmarks, directory)
-        spilled.append(drive)
-        if motion.landmarks is plan.drive_landmarks:
-            motion.landmarks = drive
-        plan.drive_landmarks = drive
-    return spilled
+        drive = plan.drive_landmarks
+        plan.drive_landmarks = store.keep(drive)
+        if motion.landmarks is drive:
+            motion.landmarks = plan.drive_landmarks
 
 
 @dataclass
@@ -303,7 +285,9 @@ def run_edit(target: Path, output: Path, config: RetargetConfig, deltas: dict[st
         change = np.array([deltas.get(a, 0.0) for a in AU_NAMES])
         strength = envelope(times, start, stop, ramp)
         motion = from_edit(clip, AUShapeModel.build(clip.expression.neutral), change, times, strength)
-    return _plan_render_report(inputs, motion, clip, config, progress, timings, image_output)
+    # the plan's whole-clip arrays wait on disk beside a video output (``FrameStore``)
+    with FrameStore(None if image_output else inputs.output.parent) as store:
+        return _plan_render_report(inputs, motion, clip, config, progress, timings, store, image_output)
 
 
 def _edit_times(clip: ClipAnalysis, still: bool, duration: float | None, config: RetargetConfig) -> np.ndarray:
@@ -476,7 +460,9 @@ def track_inputs(inputs: Inputs, config: RetargetConfig, progress: Progress,
 
 
 def _analyse(track: Track, info: MediaInfo, neutral: float | None, config: RetargetConfig,
-             role: str) -> ClipAnalysis:
+             role: str, store: FrameStore | None = None) -> ClipAnalysis:
+    """The clip's analysis (``analyse_clip``), its raw track smoothed in place; with a ``store``, its landmarks
+    and pose-normalised shapes are kept there once measured (``analyse_clip``'s ``store``)."""
     if len(track) == 0:
         raise RetargetError(f"{info.path} has no decodable video frames")
     if not track.found.any():
@@ -485,7 +471,8 @@ def _analyse(track: Track, info: MediaInfo, neutral: float | None, config: Retar
         raise RetargetError(f"--{'drive' if role == 'driver' else 'target'}-neutral {neutral} s is outside "
                             f"the {role}'s 0-{track.times[-1]:.2f} s")
     fps = float(info.fps) if info.fps else 25.0
-    return analyse_clip(track, fps, neutral, config.smooth_expression, config.smooth_pose, consume=True)
+    return analyse_clip(track, fps, neutral, config.smooth_expression, config.smooth_pose, consume=True,
+                        store=store)
 
 
 def _audio_source(inputs: Inputs, config: RetargetConfig) -> Path | None:

@@ -72,8 +72,9 @@ class FrameRows:
     """A (T, ...) array whose rows live in an unlinked temporary file (``spill``, ``empty``).
 
     Indexing with an int reads that row (a block of ``BLOCK`` rows is read and cached; the row is read-only); a
-    slice with step 1 gives a view of the same file; ``np.asarray`` reads every row. Assigning to an int or
-    such a slice writes those rows. Meant for arrays written and read a frame or a block of frames at a time.
+    slice with step 1 gives a view of the same file; an array of row numbers or a mask reads the range of rows
+    it spans; ``np.asarray`` reads every row. Assigning to an int or such a slice writes those rows. Meant for
+    arrays written and read a frame or a block of frames at a time.
     """
 
     def __init__(self, rows: _RowFile, start: int = 0, stop: int | None = None) -> None:
@@ -102,6 +103,17 @@ class FrameRows:
         if isinstance(key, slice) and key.step in (None, 1):
             start, stop, _ = key.indices(len(self))
             return FrameRows(self._rows, self._start + start, self._start + max(start, stop))
+        index = None if isinstance(key, tuple) else np.asarray(key)
+        mask = index is not None and index.dtype == bool and index.shape == (len(self),)
+        if index is not None and index.ndim == 1 and (index.dtype.kind in "iu" or mask):
+            # rows picked by number or by mask: only the range they span is read
+            picked = np.flatnonzero(index) if index.dtype == bool else index + np.where(index < 0, len(self), 0)
+            if len(picked) == 0:
+                return np.empty((0,) + self._rows.row_shape, self.dtype)
+            low, high = int(picked.min()), int(picked.max()) + 1
+            if low < 0 or high > len(self):
+                raise IndexError(f"rows {low}-{high - 1} out of range for {len(self)} rows")
+            return self._rows.read(self._start + low, self._start + high)[picked - low]
         return np.asarray(self)[key]
 
     def __setitem__(self, key, values) -> None:
@@ -162,3 +174,47 @@ def empty(shape: tuple[int, ...], dtype: np.dtype | type = np.float32,
         file.close()
         raise
     return FrameRows(rows)
+
+
+class FrameStore:
+    """Where a job keeps its whole-clip per-frame arrays: in memory (``folder`` None: the arrays as they are) or
+    in unlinked temporary files in ``folder`` (``FrameRows``), every one of which ``close`` frees. A failure to
+    write there is one ``RetargetError`` naming the folder."""
+
+    def __init__(self, folder: str | Path | None = None) -> None:
+        self.folder = None if folder is None else Path(folder)
+        self._made: list[FrameRows] = []
+
+    def empty(self, shape: tuple[int, ...], dtype: np.dtype | type = np.float32) -> np.ndarray | FrameRows:
+        """An array of ``shape`` to be written (``np.empty``, or ``empty`` in the folder)."""
+        if self.folder is None:
+            return np.empty(shape, dtype)
+        return self._made_here(lambda: empty(shape, dtype, self.folder))
+
+    def keep(self, array: np.ndarray) -> np.ndarray | FrameRows:
+        """``array`` (T, ...) as it is, or moved to the folder (``spill``)."""
+        if self.folder is None or isinstance(array, FrameRows):
+            return array
+        return self._made_here(lambda: spill(array, self.folder))
+
+    def _made_here(self, make) -> FrameRows:
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)  # the output's folder, which its writer makes too
+            rows = make()
+        except OSError as exc:
+            from .errors import RetargetError
+
+            raise RetargetError(f"cannot write temporary files in {self.folder}: {exc.strerror or exc}") from exc
+        self._made.append(rows)
+        return rows
+
+    def close(self) -> None:
+        for rows in self._made:
+            rows.close()
+        self._made = []
+
+    def __enter__(self) -> FrameStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

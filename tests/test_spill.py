@@ -15,6 +15,7 @@ from test_render_steps import PaintGenerator
 from test_shots import FPS, _elsewhere, _other_person, _talking_driver, _two_shot_track
 
 from retarget import heap, spill
+from retarget import landmarks as lm
 from retarget.analysis import analyse_clip, shot_analyses
 from retarget.config import RetargetConfig
 from retarget.pipeline import EyeLenders, _generate_face, release_normalised, spill_frames
@@ -86,8 +87,10 @@ def test_the_plan_moves_to_disk_and_its_arrays_leave_memory(astronaut_landmarks,
     source, destination, driver = (np.array(a) for a in (plan.source, plan.destination, plan.drive_landmarks))
     gone = [weakref.ref(a) for a in (plan.source, plan.destination, plan.drive_landmarks)]
     release_normalised(drive, clip, shots)
-    spilled = spill_frames(plan, drive, clip, shots, tmp_path)
-    assert len(spilled) == 3 and all(isinstance(a, FrameRows) for a in spilled)
+    store = spill.FrameStore(tmp_path)
+    spill_frames(plan, drive, clip, shots, store)
+    spilled = [plan.source, plan.destination, plan.drive_landmarks]
+    assert all(isinstance(a, FrameRows) for a in spilled)
     # the target's track and its shots read the same file; the driver's motion too
     assert clip.track.landmarks is plan.source and drive.landmarks is plan.drive_landmarks
     for start, shot in shots:
@@ -97,8 +100,11 @@ def test_the_plan_moves_to_disk_and_its_arrays_leave_memory(astronaut_landmarks,
     assert np.array_equal(np.asarray(plan.drive_landmarks), driver)
     gc.collect()
     assert [ref() for ref in gone] == [None, None, None]  # nothing holds the in-memory arrays any more
-    for rows in spilled:
-        rows.close()
+    spill_frames(plan, drive, clip, shots, store)  # again: what is on disk stays as it is
+    assert [plan.source, plan.destination, plan.drive_landmarks] == spilled
+    store.close()
+    with pytest.raises(ValueError):
+        plan.source[0]  # closed with the store
 
 
 def test_a_spilled_plan_renders_the_same_faces(astronaut_landmarks, tmp_path) -> None:
@@ -109,7 +115,7 @@ def test_a_spilled_plan_renders_the_same_faces(astronaut_landmarks, tmp_path) ->
     plan = build_plan(drive, target, False, RetargetConfig())
     kept = build_plan(drive, target, False, RetargetConfig())
     plan.eye_reference = kept.eye_reference = np.where(np.arange(len(plan)) % 5 == 4, np.arange(len(plan)) - 2, -1)
-    spill_frames(plan, drive, target, None, tmp_path)
+    spill_frames(plan, drive, target, None, spill.FrameStore(tmp_path))
     image = np.zeros((720, 1280, 3), np.uint8)
     edits = []
     for p in (kept, plan):
@@ -132,9 +138,9 @@ def test_a_still_keeps_its_one_row_in_memory(astronaut_landmarks, tmp_path) -> N
     drive = _talking_driver(first)
     plan = build_plan(drive, still, True, RetargetConfig())
     source = plan.source
-    spilled = spill_frames(plan, drive, still, None, tmp_path)
+    spill_frames(plan, drive, still, None, spill.FrameStore(tmp_path))
     assert plan.source is source and plan.source.strides[0] == 0  # one row broadcast: nothing to move
-    assert len(spilled) == 2 and plan.destination is spilled[0] and plan.drive_landmarks is spilled[1]
+    assert isinstance(plan.destination, FrameRows) and isinstance(plan.drive_landmarks, FrameRows)
 
 
 class _FakeLibc:
@@ -223,3 +229,82 @@ def test_tracked_rows_are_kept_in_blocks_and_joined(monkeypatch) -> None:
     assert joined.dtype == np.float32 and joined.flags.c_contiguous
     assert np.array_equal(joined, rows, equal_nan=True)
     assert _RowBlocks((478, 3)).stacked().shape == (0, 478, 3)
+
+
+def test_rows_picked_by_number_or_mask_read_only_their_span(tmp_path, monkeypatch) -> None:
+    array = _rows(200, seed=7)
+    rows = spill.spill(array, tmp_path)
+    spans = []
+    read = rows._rows.read
+    monkeypatch.setattr(rows._rows, "read", lambda a, b: spans.append((a, b)) or read(a, b))
+    picked = np.array([40, 42, 41, 55])
+    assert np.array_equal(rows[picked], array[picked]) and spans == [(40, 56)]
+    assert np.array_equal(rows[np.array([-1, 0])], array[[-1, 0]])
+    mask = np.zeros(200, bool)
+    mask[[120, 130]] = True
+    assert np.array_equal(rows[mask], array[mask]) and spans[-1] == (120, 131)
+    assert np.array_equal(rows[100:][np.array([1, 2])], array[[101, 102]])  # within a view
+    assert rows[np.array([], int)].shape == (0, 478, 3)
+    assert np.array_equal(rows[:, 3, 1], array[:, 3, 1], equal_nan=True)  # anything else: every row, then numpy
+    with pytest.raises(IndexError):
+        rows[np.array([5, 200])]
+
+
+def test_a_store_keeps_arrays_in_memory_or_on_disk(tmp_path) -> None:
+    array = _rows(20)
+    memory = spill.FrameStore()
+    assert memory.keep(array) is array and isinstance(memory.empty((3, 2)), np.ndarray)
+    with spill.FrameStore(tmp_path / "new") as disk:
+        kept, made = disk.keep(array), disk.empty((5, 478, 3))
+        assert isinstance(kept, FrameRows) and isinstance(made, FrameRows) and disk.keep(kept) is kept
+        assert np.array_equal(np.asarray(kept), array, equal_nan=True)
+        assert os.listdir(tmp_path / "new") == []  # the folder made, and nothing named in it
+    with pytest.raises(ValueError):
+        kept[0]  # every file closed with the store
+
+
+def _noisy_track(astronaut_landmarks, n: int = 80) -> Track:
+    rng = np.random.default_rng(8)
+    points = (np.asarray(astronaut_landmarks, np.float32)[None] + rng.normal(0, 0.6, (n, 478, 3))).astype(np.float32)
+    points[40:50, lm.LOWER_LIP_INNER, 1] += 12.0  # the mouth opens for a while
+    found = np.ones(n, bool)
+    found[[0, 30, 31, 79]] = False
+    points[~found] = np.nan
+    return Track(np.arange(n) / 30, points, found, 512, 512)
+
+
+def test_an_analysis_on_disk_is_the_analysis_and_holds_no_whole_clip_array(astronaut_landmarks, tmp_path,
+                                                                            monkeypatch) -> None:
+    import retarget.expression as expression
+    import retarget.face as face
+
+    kept = analyse_clip(_noisy_track(astronaut_landmarks), 30, None, 0.2, 0.33)  # in memory, in one block
+    monkeypatch.setattr(face, "POSE_BLOCK", 16)  # several blocks, each with and without lost frames
+    monkeypatch.setattr(expression, "frame_blocks", lambda n, size=2048: [slice(a, min(a + 16, n))
+                                                                         for a in range(0, n, 16)])
+    track = _noisy_track(astronaut_landmarks)
+    raw = weakref.ref(track.landmarks)
+    with spill.FrameStore(tmp_path) as store:
+        clip = analyse_clip(track, 30, None, 0.2, 0.33, consume=True, store=store)
+        gc.collect()
+        assert raw() is None  # the raw track, smoothed in place, went to disk with the shapes
+        assert isinstance(clip.track.landmarks, FrameRows) and track.landmarks is clip.track.landmarks
+        assert isinstance(clip.expression.normalised, FrameRows)
+        assert np.array_equal(np.asarray(clip.track.landmarks), kept.track.landmarks, equal_nan=True)
+        assert np.array_equal(np.asarray(clip.expression.normalised), kept.expression.normalised, equal_nan=True)
+        assert clip.expression.neutral_index == kept.expression.neutral_index
+        assert np.array_equal(clip.expression.neutral, kept.expression.neutral)
+        assert np.array_equal(clip.expression.aus, kept.expression.aus)
+        assert np.array_equal(clip.pose.rotation, kept.pose.rotation)
+
+
+def test_expressiveness_of_some_frames_read_by_block(astronaut_landmarks, monkeypatch) -> None:
+    import retarget.expression as expression
+
+    clip = analyse_clip(_noisy_track(astronaut_landmarks), 30, None, 0.2, 0.33)
+    shapes, good = clip.expression.normalised, np.flatnonzero(clip.track.found)
+    whole = expression.expressiveness(shapes[good])
+    monkeypatch.setattr(expression, "frame_blocks", lambda n, size=2048: [slice(a, min(a + 7, n))
+                                                                         for a in range(0, n, 7)])
+    for a, b in zip(expression.expressiveness(shapes, good), whole, strict=True):
+        assert np.array_equal(a, b)
