@@ -67,16 +67,16 @@ def run(drive: Path, target: Path, output: Path, config: RetargetConfig, preview
     # 1. check inputs before any work
     inputs = check_inputs(drive, target, output, preview)
     check_face_choices(inputs, config)
+    # a video target's whole-clip landmarks, and the plan's, wait on disk beside the output (``FrameStore``)
+    with FrameStore(inputs.output.parent) as store:
+        return _track_analyse_plan_render(inputs, config, progress, timings, store)
+
+
+def _track_analyse_plan_render(inputs: Inputs, config: RetargetConfig, progress: Progress, timings: StageTimes,
+                               store: FrameStore) -> RetargetResult:
     # 2. track the faces (two threads: mediapipe runs outside the GIL), its native log lines kept quiet
     with _timed(timings, "track"), native_stderr_silenced() as stderr:
         drive_track, target_track = track_inputs(inputs, config, progress, stderr)
-    # a video target's whole-clip landmarks, and the plan's, wait on disk beside the output (``FrameStore``)
-    with FrameStore(inputs.output.parent) as store:
-        return _analyse_plan_render(inputs, config, progress, timings, drive_track, target_track, store)
-
-
-def _analyse_plan_render(inputs: Inputs, config: RetargetConfig, progress: Progress, timings: StageTimes,
-                         drive_track: Track | None, target_track: Track, store: FrameStore) -> RetargetResult:
     # 3. analyse: smoothed landmarks, head pose, expression relative to each face's neutral
     with _timed(timings, "analyse"):
         target_clip = _analyse(target_track, inputs.target, config.target_neutral, config, "target",

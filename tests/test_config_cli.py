@@ -341,3 +341,31 @@ def test_temporary_files_that_cannot_be_written_are_one_clear_error(tmp_path: Pa
     with pytest.raises(RetargetError, match=f"cannot write temporary files in {tmp_path}: No space left on device"):
         retarget.retarget(inputs["clip"], inputs["target"], out)
     assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_no_whole_clip_landmarks_stay_in_memory_while_rendering(tmp_path: Path, inputs: dict[str, Path],
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tracked landmarks of both clips (smoothed in place by the analysis) are on disk or gone by the time
+    the render starts: nothing of the job still holds them in memory."""
+    import gc
+    import weakref
+
+    from retarget import pipeline
+
+    tracked, alive = [], []
+    track_inputs, render = pipeline.track_inputs, pipeline.render
+
+    def tracking(*args, **kwargs):
+        tracks = track_inputs(*args, **kwargs)
+        tracked.extend(weakref.ref(t.landmarks) for t in tracks)
+        return tracks
+
+    def rendering(*args, **kwargs):
+        gc.collect()
+        alive.extend(ref() is not None for ref in tracked)
+        return render(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "track_inputs", tracking)
+    monkeypatch.setattr(pipeline, "render", rendering)
+    retarget.retarget(inputs["clip"], inputs["target"], tmp_path / "out.mp4")
+    assert alive == [False, False]  # the driver's and the target's
