@@ -3,8 +3,8 @@
 The target is `vid_lp_s18`'s tracked face played forwards and backwards to ``--frames`` frames (one shot, no
 cut: a looped video would be cut at every loop, which bounds the smoothing to one loop at a time), driven by
 `drv_lp_d18` looped. Tracking runs once on the real clips; the analysis and the plan then run on the long track
-as the main job runs them (the raw track smoothed in place; the smoothed landmarks, the pose-normalised shapes
-and the destinations kept on disk, ``spill.FrameStore``), under tracemalloc. Reported per frame, so that a
+as the main job runs them (the tracked landmarks, the smoothed ones, the pose-normalised shapes and the
+destinations all on disk, ``spill.FrameStore``, and read a block at a time), under tracemalloc. Reported per frame, so that a
 constant (a block's temporaries) shows by comparing two lengths.
 
 Run: ``python benchmarks/bench_long_memory.py [--frames 20160 40320]`` (needs ../shared/media); prints a table.
@@ -34,10 +34,11 @@ def measure(target, drive, frames: int) -> dict[str, float]:
     from retarget.types import Track
 
     order = np.resize(np.concatenate([np.arange(len(target)), np.arange(len(target))[::-1]]), frames)
-    long = Track(np.arange(frames) / 30.0, np.ascontiguousarray(target.landmarks[order]),
-                 target.found[order].copy(), target.width, target.height)
     config = RetargetConfig(loop=True)
     with tempfile.TemporaryDirectory() as folder, spill.FrameStore(folder) as store:
+        # the main job's tracking writes a video target's landmarks to its store as it goes
+        long = Track(np.arange(frames) / 30.0, store.keep(np.ascontiguousarray(target.landmarks[order])),
+                     target.found[order].copy(), target.width, target.height)
         tracemalloc.start()
         start = tracemalloc.get_traced_memory()[0]
         tracemalloc.reset_peak()

@@ -9,8 +9,8 @@ import numpy as np
 from .expression import analyse
 from .face import estimate_pose, reference_shape
 from .shots import shot_spans
-from .smooth import smooth
-from .spill import FrameStore
+from .smooth import smooth, smooth_rows
+from .spill import FrameRows, FrameStore
 from .types import Expression, HeadPose, Track
 
 
@@ -49,10 +49,7 @@ def analyse_clip(track: Track, fps: float, neutral_time: float | None,
     """
     if not track.found.any():
         raise ValueError("no face")
-    in_place = consume and track.landmarks.dtype == np.float32 and track.landmarks.flags.c_contiguous
-    steady = smooth(track.landmarks, fps, smooth_landmarks, valid=track.found, cuts=track.cuts,
-                    out=track.landmarks if in_place else None).astype(np.float32, copy=False)
-    steady[~track.found] = np.nan
+    steady = _smoothed_landmarks(track, fps, smooth_landmarks, consume, store)
     smoothed = Track(track.times, steady, track.found, track.width, track.height, track.cuts)
     reference = reference_shape(smoothed)
     pose, normalised = estimate_pose(smoothed, reference, np.empty if store is None else store.empty)
@@ -64,6 +61,27 @@ def analyse_clip(track: Track, fps: float, neutral_time: float | None,
     pose = smooth_head_pose(pose, fps, smooth_pose, track.found, track.cuts)
     expression = analyse(normalised, track.found, track.times, neutral_time, population_neutral)
     return ClipAnalysis(smoothed, pose, expression, fps)
+
+
+def _smoothed_landmarks(track: Track, fps: float, seconds: float, consume: bool,
+                        store: FrameStore | None) -> np.ndarray | FrameRows:
+    """(T, 478, 3) float32 ``track.landmarks`` smoothed (``smooth``), NaN where no face: in place with
+    ``consume``; tracked to disk (``FrameRows``), a block at a time into a file of ``store`` (``smooth_rows``)."""
+    landmarks, lost = track.landmarks, ~track.found
+    if isinstance(landmarks, FrameRows):
+        steady = smooth_rows(landmarks, fps, seconds, (store or FrameStore()).empty(landmarks.shape, np.float32),
+                             valid=track.found, cuts=track.cuts)
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], lost.astype(np.int8), [0]])))
+        for a, b in zip(edges[::2], edges[1::2]):  # each run of frames without a face
+            steady[a:b] = np.nan
+        if consume:
+            landmarks.close()  # the raw rows are read no more: their disk goes now
+        return steady
+    in_place = consume and landmarks.dtype == np.float32 and landmarks.flags.c_contiguous
+    steady = smooth(landmarks, fps, seconds, valid=track.found, cuts=track.cuts,
+                    out=landmarks if in_place else None).astype(np.float32, copy=False)
+    steady[lost] = np.nan
+    return steady
 
 
 def shot_analyses(clip: ClipAnalysis, neutral_time: float | None) -> list[tuple[int, ClipAnalysis | None]]:

@@ -16,6 +16,7 @@ import numpy as np
 from . import landmarks as lm
 from .mediapipe_import import import_solution
 from .shots import CutScorer, face_jumps, find_cuts
+from .spill import FrameStore, RowAppender
 from .types import N_LANDMARKS, Frame, HeadPose, Track
 
 
@@ -304,7 +305,7 @@ def _face_area(points: np.ndarray) -> float:
 
 
 def track_frames(frames: Iterable[Frame], width: int, height: int, still: bool = False,
-                 on_frame=None, choice: FaceChoice | None = None) -> Track:
+                 on_frame=None, choice: FaceChoice | None = None, store: FrameStore | None = None) -> Track:
     """Track the face through ``frames``; keeps only landmarks, never the frames themselves.
 
     ``choice`` picks the face on the first frame with a face (the largest by default). A video is tracked from
@@ -312,10 +313,11 @@ def track_frames(frames: Iterable[Frame], width: int, height: int, still: bool =
     scored for cuts (``shots``): where the picture changes as at a cut and no face is where the followed one
     was, the tracker detects afresh and the face is chosen again; the cuts confirmed by the frames around them,
     and the frames where the followed face jumped elsewhere (a dissolve to another shot), are returned in
-    ``Track.cuts``.
+    ``Track.cuts``. With a ``store`` (``spill.FrameStore``), the landmarks are written there a block at a time
+    (``RowAppender``) and the track holds them as ``FrameRows``.
     """
     times, found = [], []
-    points = _RowBlocks((N_LANDMARKS, 3))
+    points = RowAppender((N_LANDMARKS, 3), np.float32, store)
     tracker = probe = None
     previous = None
     scorer = None if still else CutScorer()
@@ -349,43 +351,11 @@ def track_frames(frames: Iterable[Frame], width: int, height: int, still: bool =
     if not times:
         return Track(np.zeros(0), np.zeros((0, N_LANDMARKS, 3), np.float32), np.zeros(0, bool), width, height)
     stamps = np.asarray(times, np.float64)
-    landmarks, found = points.stacked(), np.asarray(found)
+    landmarks, found = points.finish(), np.asarray(found)
     cuts = np.zeros(0, int)
     if scorer is not None:
         cuts = face_jumps(landmarks, found, stamps, find_cuts(np.asarray(scorer.scores), stamps))
     return Track(stamps, landmarks, found, width, height, cuts)
-
-
-class _RowBlocks:
-    """Rows (float32, ``shape`` each) appended one at a time into blocks of ``BLOCK`` rows, then joined.
-
-    A clip's landmarks kept as one small array per frame sat among mediapipe's freed buffers in the heap, and
-    the whole list was stacked into a second copy at the end: the tracking's memory grew by more than twice
-    the landmarks' own 5.6 KiB a frame."""
-
-    BLOCK = 512
-
-    def __init__(self, shape: tuple[int, ...]) -> None:
-        self._shape = shape
-        self._blocks: list[np.ndarray] = []
-        self._count = 0
-
-    def append(self, row: np.ndarray | float) -> None:
-        """Add ``row`` (``shape``, or a scalar to fill it with)."""
-        if self._count == len(self._blocks) * self.BLOCK:
-            self._blocks.append(np.empty((self.BLOCK,) + self._shape, np.float32))
-        self._blocks[-1][self._count % self.BLOCK] = row
-        self._count += 1
-
-    def stacked(self) -> np.ndarray:
-        """(count, ``shape``) float32: every row, the blocks released as they are copied."""
-        out = np.empty((self._count,) + self._shape, np.float32)
-        for k in range(len(self._blocks)):
-            part = out[k * self.BLOCK:(k + 1) * self.BLOCK]
-            part[...] = self._blocks[k][:len(part)]
-            self._blocks[k] = None  # type: ignore[call-overload]
-        self._blocks, self._count = [], 0
-        return out
 
 
 def _settled(tracker: FaceTracker, image: np.ndarray, face: np.ndarray, rounds: int = 5) -> np.ndarray:

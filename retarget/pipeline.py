@@ -76,7 +76,8 @@ def _track_analyse_plan_render(inputs: Inputs, config: RetargetConfig, progress:
                                store: FrameStore) -> RetargetResult:
     # 2. track the faces (two threads: mediapipe runs outside the GIL), its native log lines kept quiet
     with _timed(timings, "track"), native_stderr_silenced() as stderr:
-        drive_track, target_track = track_inputs(inputs, config, progress, stderr)
+        drive_track, target_track = track_inputs(inputs, config, progress, stderr,
+                                                 None if inputs.target.is_still else store)
     # 3. analyse: smoothed landmarks, head pose, expression relative to each face's neutral
     with _timed(timings, "analyse"):
         target_clip = _analyse(target_track, inputs.target, config.target_neutral, config, "target",
@@ -404,14 +405,15 @@ def check_face_choices(inputs: Inputs, config: RetargetConfig) -> None:
 
 
 def track_chosen_face(frames: Iterable[Frame], info: MediaInfo, config: RetargetConfig, role: str,
-                      on_frame=None, flag: str | None = None) -> Track:
+                      on_frame=None, flag: str | None = None, store: FrameStore | None = None) -> Track:
     """Track the face ``config`` chooses (``role``: "drive" or "target") through the clip's ``frames`` (a still
-    at ``max_size``); ``flag`` names the choice in errors (default ``--ROLE-face``)."""
+    at ``max_size``); ``flag`` names the choice in errors (default ``--ROLE-face``). With a ``store``, the
+    landmarks are written there as they are tracked (``track_frames``)."""
     flag = flag or f"--{role}-face"
     w, h = _frame_size(info, config)
     choice = face_choice(config, role, info, flag)
     try:
-        return track_frames(frames, w, h, still=info.is_still, on_frame=on_frame, choice=choice)
+        return track_frames(frames, w, h, still=info.is_still, on_frame=on_frame, choice=choice, store=store)
     except NoFaceThere as exc:
         scale = _frame_scale(info, config)
         where = "; ".join(f"x {round(x0 / scale)}-{round(x1 / scale)}, y {round(y0 / scale)}-{round(y1 / scale)}"
@@ -421,18 +423,22 @@ def track_chosen_face(frames: Iterable[Frame], info: MediaInfo, config: Retarget
             from None
 
 
-def _track_target(inputs: Inputs, config: RetargetConfig, progress: Progress, stream=None) -> Track:
+def _track_target(inputs: Inputs, config: RetargetConfig, progress: Progress, stream=None,
+                  store: FrameStore | None = None) -> Track:
     bar = progress.bar("tracking the face", 1 if inputs.target.is_still else inputs.target.frame_count, stream)
     try:
-        return track_chosen_face(_target_frames(inputs.target, config), inputs.target, config, "target", bar.update)
+        return track_chosen_face(_target_frames(inputs.target, config), inputs.target, config, "target", bar.update,
+                                 store=store)
     finally:
         bar.close()
 
 
 def track_inputs(inputs: Inputs, config: RetargetConfig, progress: Progress,
-                 stream=None) -> tuple[Track | None, Track]:
+                 stream=None, store: FrameStore | None = None) -> tuple[Track | None, Track]:
+    """The driver's track (None for AU curves) and the target's, tracked at once; with a ``store``, the
+    target's landmarks are written there as they are tracked."""
     if inputs.drive is None:
-        return None, _track_target(inputs, config, progress, stream)
+        return None, _track_target(inputs, config, progress, stream, store)
     total = inputs.drive.frame_count + (1 if inputs.target.is_still else inputs.target.frame_count)
     bar = progress.bar("tracking faces", total, stream)
     result: dict[str, Track] = {}
@@ -450,7 +456,7 @@ def track_inputs(inputs: Inputs, config: RetargetConfig, progress: Progress,
     try:
         # decoding runs ahead on its own thread, so mediapipe never waits for a frame
         target_track = track_chosen_face(prefetch(_target_frames(inputs.target, config)), inputs.target, config,
-                                         "target", bar.update)
+                                         "target", bar.update, store=store)
     finally:
         worker.join()
         bar.close()

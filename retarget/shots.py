@@ -116,9 +116,7 @@ def face_jumps(landmarks: np.ndarray, found: np.ndarray, times: np.ndarray, cuts
     seen = np.flatnonzero(found)
     if len(seen) < 2:
         return np.asarray(cuts, int)
-    oval = landmarks[seen][:, lm.FACE_OVAL, :2]
-    centre = oval.mean(1)
-    size = np.maximum(np.ptp(oval, axis=1).max(1), 1.0)
+    centre, size = _face_places(landmarks, seen)
     larger, smaller = np.maximum(size[1:], size[:-1]), np.minimum(size[1:], size[:-1])
     step = np.linalg.norm(np.diff(centre, axis=0), axis=1) / larger
     scale = larger / smaller
@@ -133,3 +131,15 @@ def face_jumps(landmarks: np.ndarray, found: np.ndarray, times: np.ndarray, cuts
         out.append(at)
         last_jump = at
     return np.asarray(sorted(out), int)
+
+
+def _face_places(landmarks: np.ndarray, frames: np.ndarray, block: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """The face oval's centre (F, 2) and size (F,) (its larger extent, at least 1 px) in ``frames`` (F,) of
+    ``landmarks`` (T, 478, >=2; an array or rows on disk), read ``block`` frames at a time."""
+    centres, sizes = [], []
+    for start in range(0, len(landmarks), block):
+        picked = frames[(frames >= start) & (frames < start + block)] - start
+        oval = np.asarray(landmarks[start:start + block])[picked][:, lm.FACE_OVAL, :2]
+        centres.append(oval.mean(1))
+        sizes.append(np.maximum(np.ptp(oval, axis=1).max(1), 1.0))
+    return np.concatenate(centres), np.concatenate(sizes)

@@ -104,3 +104,81 @@ def _columns(out: np.ndarray) -> np.ndarray:
     if not out.flags.c_contiguous:
         raise ValueError("the output of a smoothing must be C-contiguous")
     return out.reshape(len(out), -1)
+
+
+ROW_BLOCK = 512  # frames smoothed at once by ``smooth_rows``
+
+
+def smooth_rows(rows, fps: float, seconds: float, out, order: int = 2, valid: np.ndarray | None = None,
+                cuts: np.ndarray | None = None, block: int = ROW_BLOCK):
+    """``smooth`` of ``rows`` (T, ...) float32 read ``block`` frames at a time (rows on disk, ``spill.FrameRows``,
+    or an array), written into ``out`` (as writable, same shape and dtype): the same numbers, bit for bit,
+    without the whole clip in memory. Each block reads the frames the filter's window reaches past it, and the
+    gaps are bridged from the nearest frames with a face on either side."""
+    spans = shot_spans(len(rows), cuts if cuts is not None else np.zeros(0, int))
+    for a, b in spans:
+        shot = _ShotRows(rows, a, b, None if valid is None else valid[a:b])
+        n = window_frames(fps, seconds) if seconds > 0 else 0
+        for s in range(0, b - a, block):
+            e = min(b - a, s + block)
+            if n == 0 or b - a < n or n <= order:
+                out[a + s:a + e] = shot.filled(s, e)
+            else:
+                out[a + s:a + e] = _savgol_block(shot, s, e, n, order).astype(out.dtype)
+    return out
+
+
+class _ShotRows:
+    """Frames ``a:b`` of ``rows``, read by range with their gaps bridged as ``fill_gaps`` bridges them."""
+
+    def __init__(self, rows, a: int, b: int, valid: np.ndarray | None) -> None:
+        self.rows, self.a, self.length = rows, a, b - a
+        self.valid = np.ones(b - a, bool) if valid is None else valid
+        self.good = np.flatnonzero(self.valid)
+
+    def filled(self, s: int, e: int) -> np.ndarray:
+        """(e - s, ...) frames ``s:e`` of the shot, float32, gaps bridged (all NaN where the shot has no face)."""
+        raw = np.array(self.rows[self.a + s:self.a + e])
+        if self.valid[s:e].all() or len(self.good) == 0:
+            return raw
+        # the frames with a face in s:e, and the nearest one on either side: every gap's two ends
+        inside = self.good[(self.good >= s) & (self.good < e)]
+        before, after = self.good[self.good < s], self.good[self.good >= e]
+        points = np.concatenate([before[-1:], inside, after[:1]])
+        values = np.concatenate([self._row(before[-1:]), raw[inside - s], self._row(after[:1])])
+        flat, target, t = values.reshape(len(values), -1), raw.reshape(len(raw), -1), np.arange(s, e)
+        for k in range(flat.shape[1]):
+            target[:, k] = np.interp(t, points, flat[:, k])
+        return raw
+
+    def _row(self, frames: np.ndarray) -> np.ndarray:
+        return np.asarray(self.rows[self.a + frames]) if len(frames) else np.zeros((0,) + self.rows.shape[1:],
+                                                                                   np.float32)
+
+
+def _savgol_block(shot: _ShotRows, s: int, e: int, window: int, order: int) -> np.ndarray:
+    """Frames ``s:e`` of ``savgol(shot filled, window, order)``, float64: the same operations on the same
+    numbers as ``savgol`` makes for them, column chunk by column chunk."""
+    half, length = window // 2, shot.length
+    x = np.arange(-half, half + 1, dtype=np.float64)
+    basis = np.vander(x, order + 1, increasing=True)
+    fitted = basis @ np.linalg.pinv(basis)
+    lo, hi = max(0, s - half), min(length, e + half)
+    near = shot.filled(lo, hi).reshape(hi - lo, -1)
+    first = shot.filled(0, window).reshape(window, -1) if s < half else None
+    last = shot.filled(length - window, length).reshape(window, -1) if e > length - half else None
+    out = np.empty((e - s, near.shape[1]), np.float64)
+    t0, t1 = max(s, half), min(e, length - half)  # frames with a whole window around them
+    for c0 in range(0, near.shape[1], COLUMNS):
+        cols = slice(c0, c0 + COLUMNS)
+        if t1 > t0:
+            part = near[:, cols].astype(np.float64)
+            start = t0 - half - lo
+            out[t0 - s:t1 - s, cols] = sum(c * part[start + k:start + k + t1 - t0] for k, c in enumerate(fitted[half]))
+        if first is not None:
+            out[:min(e, half) - s, cols] = (fitted[:half] @ first[:, cols].astype(np.float64))[s:min(e, half)]
+        if last is not None:
+            edge = fitted[half + 1:] @ last[:, cols].astype(np.float64)  # frames length - half .. length - 1
+            a = max(s, length - half)
+            out[a - s:e - s, cols] = edge[a - (length - half):e - (length - half)]
+    return out.reshape((e - s,) + tuple(shot.rows.shape[1:]))

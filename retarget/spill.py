@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 BLOCK = 64  # rows read back at once
+SPARSE = 8  # rows picked by index are read one by one when the range they span is this many times their count
 CACHED_BLOCKS = 4  # blocks kept: the render's frame, the eye lender's and the driver's each stay in one
 
 
@@ -113,6 +114,8 @@ class FrameRows:
             low, high = int(picked.min()), int(picked.max()) + 1
             if low < 0 or high > len(self):
                 raise IndexError(f"rows {low}-{high - 1} out of range for {len(self)} rows")
+            if high - low > SPARSE * len(picked):  # a few rows spread far apart: each read on its own
+                return np.stack([self._rows.read(self._start + i, self._start + i + 1)[0] for i in picked])
             return self._rows.read(self._start + low, self._start + high)[picked - low]
         return np.asarray(self)[key]
 
@@ -208,6 +211,10 @@ class FrameStore:
         self._made.append(rows)
         return rows
 
+    def appender(self, row_shape: tuple[int, ...], dtype: np.dtype | type = np.float32) -> RowAppender:
+        """Rows of ``row_shape`` appended one at a time (``RowAppender``); in memory, or in the folder."""
+        return RowAppender(row_shape, dtype, None if self.folder is None else self)
+
     def close(self) -> None:
         for rows in self._made:
             rows.close()
@@ -218,3 +225,64 @@ class FrameStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class RowAppender:
+    """Rows (``row_shape`` each) appended one at a time into blocks of ``BLOCK`` rows; ``finish`` gives them all as
+    one (count, ...) array, or, with a ``store`` (``FrameStore`` with a folder), as ``FrameRows`` in a file of it
+    that each full block was written to: only one block is ever in memory.
+
+    A clip's landmarks kept as one small array per frame sat among mediapipe's freed buffers in the heap, and
+    the whole list was stacked into a second copy at the end."""
+
+    BLOCK = 512
+
+    def __init__(self, row_shape: tuple[int, ...], dtype: np.dtype | type = np.float32,
+                 store: FrameStore | None = None) -> None:
+        self._shape, self._dtype, self._store = tuple(row_shape), np.dtype(dtype), store
+        self._blocks: list[np.ndarray] = []  # full blocks (in memory only)
+        self._block = np.empty((self.BLOCK,) + self._shape, self._dtype)
+        self._filled = 0  # rows in ``_block``
+        self._rows: FrameRows | None = None  # the file (with a store), grown a block at a time
+        self._count = 0
+
+    def append(self, row: np.ndarray | float) -> None:
+        """Add ``row`` (``row_shape``, or a scalar to fill it with)."""
+        self._block[self._filled] = row
+        self._filled += 1
+        self._count += 1
+        if self._filled == self.BLOCK:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._store is None:
+            self._blocks.append(self._block)
+            self._block = np.empty((self.BLOCK,) + self._shape, self._dtype)
+        else:
+            if self._rows is None:
+                self._rows = self._store.empty((0,) + self._shape, self._dtype)
+            rows = self._rows._rows
+            try:
+                rows.write(rows.rows, self._block[:self._filled])
+            except OSError as exc:
+                from .errors import RetargetError
+
+                raise RetargetError(f"cannot write temporary files in {self._store.folder}: "
+                                    f"{exc.strerror or exc}") from exc
+            rows.rows += self._filled
+        self._filled = 0
+
+    def finish(self) -> np.ndarray | FrameRows:
+        """Every row appended, (count, ...): an array, or ``FrameRows`` with a store."""
+        if self._store is not None:
+            self._flush()
+            if self._rows is None:
+                self._rows = self._store.empty((0,) + self._shape, self._dtype)
+            return FrameRows(self._rows._rows)
+        out = np.empty((self._count,) + self._shape, self._dtype)
+        for k, block in enumerate(self._blocks):
+            out[k * self.BLOCK:(k + 1) * self.BLOCK] = block
+            self._blocks[k] = None  # type: ignore[call-overload]
+        out[len(self._blocks) * self.BLOCK:] = self._block[:self._filled]
+        self._blocks = []
+        return out

@@ -216,21 +216,20 @@ def test_a_plan_written_to_disk_is_the_plan(astronaut_landmarks, tmp_path) -> No
     assert np.array_equal(np.asarray(one.destination), build_plan(drive, shots[0][1], False, config).destination)
 
 
-def test_tracked_rows_are_kept_in_blocks_and_joined(monkeypatch) -> None:
-    from retarget.face import _RowBlocks
-
-    monkeypatch.setattr(_RowBlocks, "BLOCK", 4)
+def test_tracked_rows_are_kept_in_blocks_and_joined(monkeypatch, tmp_path) -> None:
+    monkeypatch.setattr(spill.RowAppender, "BLOCK", 4)
     rows = _rows(11, seed=6)
-    blocks = _RowBlocks((478, 3))
-    for t, row in enumerate(rows):
-        blocks.append(np.nan if t == 5 else row)
     rows[5] = np.nan  # a frame without a face
-    joined = blocks.stacked()
-    assert joined.dtype == np.float32 and joined.flags.c_contiguous
-    assert np.array_equal(joined, rows, equal_nan=True)
-    assert _RowBlocks((478, 3)).stacked().shape == (0, 478, 3)
-
-
+    for folder in (None, tmp_path):
+        store = spill.FrameStore(folder)
+        appender = store.appender((478, 3))
+        for t, row in enumerate(rows):
+            appender.append(np.nan if t == 5 else row)
+        joined = appender.finish()
+        assert isinstance(joined, FrameRows) == (folder is not None)
+        assert np.array_equal(np.asarray(joined), rows, equal_nan=True)
+        assert np.asarray(store.appender((478, 3)).finish()).shape == (0, 478, 3)
+        store.close()
 def test_rows_picked_by_number_or_mask_read_only_their_span(tmp_path, monkeypatch) -> None:
     array = _rows(200, seed=7)
     rows = spill.spill(array, tmp_path)
@@ -308,3 +307,74 @@ def test_expressiveness_of_some_frames_read_by_block(astronaut_landmarks, monkey
                                                                          for a in range(0, n, 7)])
     for a, b in zip(expression.expressiveness(shapes, good), whole, strict=True):
         assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_smoothing_rows_on_disk_by_block_is_smoothing_in_memory(tmp_path, seed) -> None:
+    """``smooth_rows`` reads a block and the frames the window reaches past it, and bridges a gap from the
+    nearest frames with a face on either side, however far: bit for bit ``smooth`` of the whole clip."""
+    from retarget.smooth import smooth, smooth_rows
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(5, 160))
+    values = (np.cumsum(rng.normal(size=(n, 478, 3)), axis=0) * 5 + 300).astype(np.float32)
+    valid = rng.random(n) > 0.15
+    valid[n // 3:n // 3 + 25] = seed % 2 == 0  # a gap longer than a block in some
+    values[~valid] = np.nan
+    cuts = np.unique(rng.integers(1, n, size=seed % 4))
+    seconds = [0.2, 0.33, 0.0, 1.0, 0.2, 0.5][seed]
+    expected = smooth(values, 30, seconds, valid=valid, cuts=cuts)
+    rows = spill.spill(values, tmp_path)
+    out = spill.empty(values.shape, np.float32, tmp_path)
+    assert smooth_rows(rows, 30, seconds, out, valid=valid, cuts=cuts, block=int(rng.integers(1, 20))) is out
+    assert np.array_equal(np.asarray(out), expected, equal_nan=True)
+
+
+def test_spread_rows_are_read_one_by_one(tmp_path, monkeypatch) -> None:
+    array = _rows(300, seed=9)
+    rows = spill.spill(array, tmp_path)
+    spans = []
+    read = rows._rows.read
+    monkeypatch.setattr(rows._rows, "read", lambda a, b: spans.append((a, b)) or read(a, b))
+    picked = np.arange(0, 300, 100)
+    assert np.array_equal(rows[picked], array[picked], equal_nan=True)
+    assert spans == [(0, 1), (100, 101), (200, 201)]  # not the 201 rows between the first and the last
+
+
+def test_a_track_on_disk_is_the_track_and_its_analysis_the_analysis(astronaut, tmp_path) -> None:
+    from PIL import Image
+    from test_video import make_clip
+
+    from retarget.face import track_frames
+    from retarget.video import read_frames
+
+    small = np.asarray(Image.fromarray(astronaut).resize((256, 256), Image.LANCZOS))
+    blank = np.zeros_like(small)
+    clip = make_clip(tmp_path / "clip.mp4", 256, 256, n_frames=12, fps=25,
+                     images=[small] * 5 + [blank] * 2 + [small] * 5)  # two frames without a face
+    kept = track_frames(read_frames(clip), 256, 256)
+    with spill.FrameStore(tmp_path / "store") as store:
+        track = track_frames(read_frames(clip), 256, 256, store=store)
+        assert isinstance(track.landmarks, FrameRows)
+        assert np.array_equal(np.asarray(track.landmarks), kept.landmarks, equal_nan=True)
+        assert np.array_equal(track.found, kept.found) and np.array_equal(track.cuts, kept.cuts)
+        alone = analyse_clip(kept, 25, None, 0.2, 0.33)
+        clip_on_disk = analyse_clip(track, 25, None, 0.2, 0.33, consume=True, store=store)
+        assert isinstance(clip_on_disk.track.landmarks, FrameRows)
+        assert np.array_equal(np.asarray(clip_on_disk.track.landmarks), alone.track.landmarks, equal_nan=True)
+        assert np.array_equal(np.asarray(clip_on_disk.expression.normalised), alone.expression.normalised,
+                              equal_nan=True)
+        assert np.array_equal(clip_on_disk.expression.aus, alone.expression.aus)
+
+
+def test_face_jumps_read_from_disk_by_block(astronaut_landmarks, tmp_path) -> None:
+    from retarget.shots import face_jumps
+
+    first = np.asarray(astronaut_landmarks, np.float32)
+    track = _two_shot_track(first, _elsewhere(first), 30)
+    track.found[28:30] = False
+    track.landmarks[28:30] = np.nan
+    expected = face_jumps(track.landmarks, track.found, track.times, np.zeros(0, int))
+    assert expected.tolist() == [30]
+    rows = spill.spill(track.landmarks, tmp_path)
+    assert face_jumps(rows, track.found, track.times, np.zeros(0, int)).tolist() == [30]
