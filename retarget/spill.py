@@ -1,10 +1,11 @@
 """Whole-clip per-frame arrays kept on disk while a video job runs, so that memory does not grow with its length.
 
-From the analysis on, the main job reads its per-frame arrays a frame or a block of frames at a time: a video
-target's smoothed and pose-normalised landmarks, the plan's destinations and the driver's landmarks (478 x 3
+The main job writes and reads its per-frame arrays a frame or a block of frames at a time: a video target's
+tracked, smoothed and pose-normalised landmarks, the plan's destinations and the driver's landmarks (478 x 3
 float32 each, 5.6 KiB a frame). Held in memory they grew the job's peak with the clip's length; in unlinked
-temporary files beside the output (``FrameStore``, one per job) they take disk instead: ``spill`` moves an
-array there, ``empty`` makes one to be written a block at a time, and ``FrameRows`` reads them back.
+temporary files beside the output (``FrameStore``, one per job) they take disk instead: ``RowAppender``
+writes rows there as they come, ``spill`` moves an array there, ``empty`` makes one to be written a block at
+a time, and ``FrameRows`` reads them back.
 """
 
 from __future__ import annotations
