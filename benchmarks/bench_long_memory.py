@@ -4,8 +4,8 @@ The target is `vid_lp_s18`'s tracked face played forwards and backwards to ``--f
 cut: a looped video would be cut at every loop, which bounds the smoothing to one loop at a time), driven by
 `drv_lp_d18` looped. Tracking runs once on the real clips; the analysis and the plan then run on the long track
 as the main job runs them (the tracked landmarks, the smoothed ones, the pose-normalised shapes and the
-destinations all on disk, ``spill.FrameStore``, and read a block at a time), under tracemalloc. Reported per frame, so that a
-constant (a block's temporaries) shows by comparing two lengths.
+destinations all on disk, ``spill.FrameStore``, and read a block at a time), under tracemalloc. Reported per
+frame, so that a constant (a block's temporaries) shows by comparing two lengths.
 
 Run: ``python benchmarks/bench_long_memory.py [--frames 20160 40320]`` (needs ../shared/media); prints a table.
 """
