@@ -230,12 +230,20 @@ def test_tracked_rows_are_kept_in_blocks_and_joined(monkeypatch, tmp_path) -> No
         assert np.array_equal(np.asarray(joined), rows, equal_nan=True)
         assert np.asarray(store.appender((478, 3)).finish()).shape == (0, 478, 3)
         store.close()
+
+
+def _recorded_reads(rows: FrameRows, monkeypatch) -> list[tuple[int, int]]:
+    """The (start, stop) of every read of ``rows``' file from now on."""
+    spans: list[tuple[int, int]] = []
+    read = rows._rows.read
+    monkeypatch.setattr(rows._rows, "read", lambda a, b: spans.append((a, b)) or read(a, b))
+    return spans
+
+
 def test_rows_picked_by_number_or_mask_read_only_their_span(tmp_path, monkeypatch) -> None:
     array = _rows(200, seed=7)
     rows = spill.spill(array, tmp_path)
-    spans = []
-    read = rows._rows.read
-    monkeypatch.setattr(rows._rows, "read", lambda a, b: spans.append((a, b)) or read(a, b))
+    spans = _recorded_reads(rows, monkeypatch)
     picked = np.array([40, 42, 41, 55])
     assert np.array_equal(rows[picked], array[picked]) and spans == [(40, 56)]
     assert np.array_equal(rows[np.array([-1, 0])], array[[-1, 0]])
@@ -333,9 +341,7 @@ def test_smoothing_rows_on_disk_by_block_is_smoothing_in_memory(tmp_path, seed) 
 def test_spread_rows_are_read_one_by_one(tmp_path, monkeypatch) -> None:
     array = _rows(300, seed=9)
     rows = spill.spill(array, tmp_path)
-    spans = []
-    read = rows._rows.read
-    monkeypatch.setattr(rows._rows, "read", lambda a, b: spans.append((a, b)) or read(a, b))
+    spans = _recorded_reads(rows, monkeypatch)
     picked = np.arange(0, 300, 100)
     assert np.array_equal(rows[picked], array[picked], equal_nan=True)
     assert spans == [(0, 1), (100, 101), (200, 201)]  # not the 201 rows between the first and the last
