@@ -74,14 +74,13 @@ def run(drive: Path, target: Path, output: Path, config: RetargetConfig, preview
 
 def _track_analyse_plan_render(inputs: Inputs, config: RetargetConfig, progress: Progress, timings: StageTimes,
                                store: FrameStore) -> RetargetResult:
+    target_store = None if inputs.target.is_still else store  # a still's one frame stays in memory
     # 2. track the faces (two threads: mediapipe runs outside the GIL), its native log lines kept quiet
     with _timed(timings, "track"), native_stderr_silenced() as stderr:
-        drive_track, target_track = track_inputs(inputs, config, progress, stderr,
-                                                 None if inputs.target.is_still else store)
+        drive_track, target_track = track_inputs(inputs, config, progress, stderr, target_store)
     # 3. analyse: smoothed landmarks, head pose, expression relative to each face's neutral
     with _timed(timings, "analyse"):
-        target_clip = _analyse(target_track, inputs.target, config.target_neutral, config, "target",
-                               None if inputs.target.is_still else store)
+        target_clip = _analyse(target_track, inputs.target, config.target_neutral, config, "target", target_store)
         drive_neutrals = None
         if drive_track is not None:
             drive_clip = _analyse(drive_track, inputs.drive, config.drive_neutral, config, "driver")

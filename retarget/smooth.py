@@ -78,9 +78,7 @@ def savgol(values: np.ndarray, window: int, order: int, dtype: np.dtype | type =
     shape; it may be ``values`` itself: a column is copied before its results are written).
     """
     half = window // 2
-    x = np.arange(-half, half + 1, dtype=np.float64)
-    basis = np.vander(x, order + 1, increasing=True)  # (window, order + 1)
-    fitted = basis @ np.linalg.pinv(basis)  # (window, window): a window's values -> its fitted values
+    fitted = _fitted(window, order)
     flat = values.reshape(len(values), -1)
     t = len(flat)
     out = np.empty(values.shape, dtype) if out is None else out
@@ -99,6 +97,13 @@ def savgol(values: np.ndarray, window: int, order: int, dtype: np.dtype | type =
 COLUMNS = 64  # columns (coordinates) filtered at once by ``savgol``
 
 
+def _fitted(window: int, order: int) -> np.ndarray:
+    """(window, window): a window's values -> the values of the polynomial of degree ``order`` fitted to them."""
+    half = window // 2
+    basis = np.vander(np.arange(-half, half + 1, dtype=np.float64), order + 1, increasing=True)
+    return basis @ np.linalg.pinv(basis)
+
+
 def _columns(out: np.ndarray) -> np.ndarray:
     """``out`` (T, ...) as a (T, columns) view to write results into; never a copy, which would lose them."""
     if not out.flags.c_contiguous:
@@ -115,10 +120,9 @@ def smooth_rows(rows, fps: float, seconds: float, out, order: int = 2, valid: np
     or an array), written into ``out`` (as writable, same shape and dtype): the same numbers, bit for bit,
     without the whole clip in memory. Each block reads the frames the filter's window reaches past it, and the
     gaps are bridged from the nearest frames with a face on either side."""
-    spans = shot_spans(len(rows), cuts if cuts is not None else np.zeros(0, int))
-    for a, b in spans:
+    n = window_frames(fps, seconds) if seconds > 0 else 0
+    for a, b in shot_spans(len(rows), cuts if cuts is not None else np.zeros(0, int)):
         shot = _ShotRows(rows, a, b, None if valid is None else valid[a:b])
-        n = window_frames(fps, seconds) if seconds > 0 else 0
         for s in range(0, b - a, block):
             e = min(b - a, s + block)
             if n == 0 or b - a < n or n <= order:
@@ -152,17 +156,16 @@ class _ShotRows:
         return raw
 
     def _row(self, frames: np.ndarray) -> np.ndarray:
-        return np.asarray(self.rows[self.a + frames]) if len(frames) else np.zeros((0,) + self.rows.shape[1:],
-                                                                                   np.float32)
+        if len(frames) == 0:
+            return np.zeros((0,) + tuple(self.rows.shape[1:]), self.rows.dtype)
+        return np.asarray(self.rows[self.a + frames])
 
 
 def _savgol_block(shot: _ShotRows, s: int, e: int, window: int, order: int) -> np.ndarray:
     """Frames ``s:e`` of ``savgol(shot filled, window, order)``, float64: the same operations on the same
     numbers as ``savgol`` makes for them, column chunk by column chunk."""
     half, length = window // 2, shot.length
-    x = np.arange(-half, half + 1, dtype=np.float64)
-    basis = np.vander(x, order + 1, increasing=True)
-    fitted = basis @ np.linalg.pinv(basis)
+    fitted = _fitted(window, order)
     lo, hi = max(0, s - half), min(length, e + half)
     near = shot.filled(lo, hi).reshape(hi - lo, -1)
     first = shot.filled(0, window).reshape(window, -1) if s < half else None

@@ -153,16 +153,15 @@ def spill(array: np.ndarray, directory: str | Path | None = None) -> FrameRows:
     folder) and given back as ``FrameRows``. The file has no name to leave behind: the system frees it when
     the last reference is closed or the process ends, however it ends."""
     array = np.ascontiguousarray(array)
-    file = tempfile.TemporaryFile(dir=directory, prefix=".retarget-frames-")
+    rows = empty(array.shape, array.dtype, directory)
     try:
-        step = max(1, (8 << 20) // max(1, array[0].nbytes if len(array) else 1))  # about 8 MiB a write
+        step = max(1, (8 << 20) // max(1, rows._rows.row_bytes))  # about 8 MiB a write
         for start in range(0, len(array), step):
-            file.write(array[start:start + step].tobytes())
-        file.flush()
+            rows._rows.write(start, array[start:start + step])
     except BaseException:
-        file.close()
+        rows.close()
         raise
-    return FrameRows(_RowFile(file, array.shape[1:], array.dtype, len(array)))
+    return rows
 
 
 def empty(shape: tuple[int, ...], dtype: np.dtype | type = np.float32,
@@ -206,15 +205,19 @@ class FrameStore:
             self.folder.mkdir(parents=True, exist_ok=True)  # the output's folder, which its writer makes too
             rows = make()
         except OSError as exc:
-            from .errors import RetargetError
-
-            raise RetargetError(f"cannot write temporary files in {self.folder}: {exc.strerror or exc}") from exc
+            raise self.write_error(exc) from exc
         self._made.append(rows)
         return rows
 
+    def write_error(self, exc: OSError) -> Exception:
+        """The one-line ``RetargetError`` for a failure to write in the folder."""
+        from .errors import RetargetError
+
+        return RetargetError(f"cannot write temporary files in {self.folder}: {exc.strerror or exc}")
+
     def appender(self, row_shape: tuple[int, ...], dtype: np.dtype | type = np.float32) -> RowAppender:
         """Rows of ``row_shape`` appended one at a time (``RowAppender``); in memory, or in the folder."""
-        return RowAppender(row_shape, dtype, None if self.folder is None else self)
+        return RowAppender(row_shape, dtype, self)
 
     def close(self) -> None:
         for rows in self._made:
@@ -230,7 +233,7 @@ class FrameStore:
 
 class RowAppender:
     """Rows (``row_shape`` each) appended one at a time into blocks of ``BLOCK`` rows; ``finish`` gives them all as
-    one (count, ...) array, or, with a ``store`` (``FrameStore`` with a folder), as ``FrameRows`` in a file of it
+    one (count, ...) array, or, with a ``store`` that has a folder (``FrameStore``), as ``FrameRows`` in a file of it
     that each full block was written to: only one block is ever in memory.
 
     A clip's landmarks kept as one small array per frame sat among mediapipe's freed buffers in the heap, and
@@ -240,11 +243,12 @@ class RowAppender:
 
     def __init__(self, row_shape: tuple[int, ...], dtype: np.dtype | type = np.float32,
                  store: FrameStore | None = None) -> None:
-        self._shape, self._dtype, self._store = tuple(row_shape), np.dtype(dtype), store
+        self._shape, self._dtype = tuple(row_shape), np.dtype(dtype)
+        self._store = store if store is not None and store.folder is not None else None  # None: in memory
         self._blocks: list[np.ndarray] = []  # full blocks (in memory only)
         self._block = np.empty((self.BLOCK,) + self._shape, self._dtype)
         self._filled = 0  # rows in ``_block``
-        self._rows: FrameRows | None = None  # the file (with a store), grown a block at a time
+        self._file: _RowFile | None = None  # the file (with a store), grown a block at a time
         self._count = 0
 
     def append(self, row: np.ndarray | float) -> None:
@@ -260,26 +264,24 @@ class RowAppender:
             self._blocks.append(self._block)
             self._block = np.empty((self.BLOCK,) + self._shape, self._dtype)
         else:
-            if self._rows is None:
-                self._rows = self._store.empty((0,) + self._shape, self._dtype)
-            rows = self._rows._rows
+            file = self._on_disk()
             try:
-                rows.write(rows.rows, self._block[:self._filled])
+                file.write(file.rows, self._block[:self._filled])
             except OSError as exc:
-                from .errors import RetargetError
-
-                raise RetargetError(f"cannot write temporary files in {self._store.folder}: "
-                                    f"{exc.strerror or exc}") from exc
-            rows.rows += self._filled
+                raise self._store.write_error(exc) from exc
+            file.rows += self._filled
         self._filled = 0
+
+    def _on_disk(self) -> _RowFile:
+        if self._file is None:
+            self._file = self._store.empty((0,) + self._shape, self._dtype)._rows
+        return self._file
 
     def finish(self) -> np.ndarray | FrameRows:
         """Every row appended, (count, ...): an array, or ``FrameRows`` with a store."""
         if self._store is not None:
             self._flush()
-            if self._rows is None:
-                self._rows = self._store.empty((0,) + self._shape, self._dtype)
-            return FrameRows(self._rows._rows)
+            return FrameRows(self._on_disk())
         out = np.empty((self._count,) + self._shape, self._dtype)
         for k, block in enumerate(self._blocks):
             out[k * self.BLOCK:(k + 1) * self.BLOCK] = block
