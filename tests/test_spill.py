@@ -230,6 +230,10 @@ def test_tracked_rows_are_kept_in_blocks_and_joined(monkeypatch, tmp_path) -> No
         assert np.array_equal(np.asarray(joined), rows, equal_nan=True)
         assert np.asarray(store.appender((478, 3)).finish()).shape == (0, 478, 3)
         store.close()
+    direct = spill.RowAppender((478, 3), np.float32, spill.FrameStore())  # a store without a folder: memory
+    for row in rows:
+        direct.append(row)
+    assert np.array_equal(direct.finish(), rows, equal_nan=True)
 
 
 def _recorded_reads(rows: FrameRows, monkeypatch) -> list[tuple[int, int]]:
